@@ -1,0 +1,3 @@
+from synth.cli import entrypoint
+
+entrypoint()

@@ -1,0 +1,1 @@
+"""Real-data sources: each yields ``origin='real'`` samples with a stable id and a ``uri``."""
