@@ -124,6 +124,7 @@ class Pipeline:
     def from_config(cls, raw: dict[str, Any]) -> Pipeline:
         if not isinstance(raw, dict):
             raise ConfigError("a pipeline file must be a YAML mapping with keys name, seed, sources, steps, outputs.")
+        raw = {k: ([] if v is None and k in _SECTIONS else v) for k, v in raw.items()}  # `steps:` with only comments
         try:
             spec = PipelineSpec(**raw)
         except ValidationError as e:

@@ -1,10 +1,12 @@
 """The registry of named steps. Built-in steps register by decorator in their own module; the
 modules of ``synth.sources``, ``synth.generators``, ``synth.filters``, ``synth.dedup`` and
-``synth.outputs`` are discovered, and plug-ins register through the ``synth.steps`` entry point."""
+``synth.outputs`` are discovered; plug-ins register through the ``synth.steps`` entry point or
+the ``SYNTH_PLUGINS`` environment variable (comma-separated importable modules)."""
 
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -48,6 +50,8 @@ def load_builtin_steps() -> None:
                 importlib.import_module(f"{pkg_name}.{mod.name}")
     for ep in entry_points(group="synth.steps"):
         ep.load()
+    for mod in filter(None, os.environ.get("SYNTH_PLUGINS", "").split(",")):
+        importlib.import_module(mod.strip())  # user modules that @register their own steps
 
 
 def all_steps() -> dict[str, type[Step]]:

@@ -18,7 +18,7 @@ from synth.util import sha256_text
 
 
 class TabularParams(SourceParams):
-    path: str = Field(description="a .jsonl, .csv or .parquet file")
+    path: str | dict[str, str] = Field(description="a .jsonl, .csv or .parquet file, or {split: file} for one file per split")
     format: Literal["auto", "jsonl", "csv", "parquet"] = "auto"
     text_column: str = "text"
     label_column: str | None = "label"
@@ -71,8 +71,12 @@ class TextFileSource(RealSource):
             raise InputError(f"source {self.name!r}: cannot tell the format of {str(path)!r}. Set format: jsonl, csv or parquet.")
 
     def rows(self, ctx: Context) -> Iterator[tuple[Sample, bytes | None]]:
+        files = self.params.path if isinstance(self.params.path, dict) else {None: self.params.path}
+        for split, file in files.items():
+            yield from self._file_rows(Path(file).expanduser(), split)
+
+    def _file_rows(self, path: Path, file_split: str | None) -> Iterator[tuple[Sample, bytes | None]]:
         p = self.params
-        path = Path(p.path).expanduser()
         if not path.is_file():
             raise InputError(f"source {self.name!r}: file {str(path)!r} not found. Give a .jsonl, .csv or .parquet path.")
         seen_columns: set[str] = set()
@@ -89,9 +93,9 @@ class TextFileSource(RealSource):
                         f"source {self.name!r}: column(s) {', '.join(map(repr, missing))} not in {str(path)!r}. "
                         f"Available columns: {', '.join(sorted(seen_columns))}. Set text_column / label_column accordingly."
                     )
-            key = str(rec[p.id_column]) if rec is not None and p.id_column else f"{i:06d}"
+            key = str(rec[p.id_column]) if rec is not None and p.id_column else (f"{file_split}-{i:06d}" if file_split else f"{i:06d}")
             sid = f"{self.name}-{key}"
-            split = str(rec[p.split_column]) if rec is not None and p.split_column else p.split
+            split = str(rec[p.split_column]) if rec is not None and p.split_column else (file_split or p.split)
             if rec is None:
                 s = Sample(id=sid, modality="text", origin="real", split=split, uri=uri)
                 s.reject(f"source:{problem}")
