@@ -48,8 +48,8 @@ def validate_table(table: pa.Table, max_errors: int = 20) -> list[str]:
         if row["id"] in seen:
             errors.append(f"{where}: duplicate id")
         seen.add(row["id"])
-        for ref in ("duplicate_of",):
-            if row.get(ref) is not None and row[ref] not in ids:
+        for ref in ("duplicate_of",):  # reference-run matches name rows of another run ("ref:<id>")
+            if row.get(ref) is not None and row[ref] not in ids and row.get("reject_reason") != "dedup:in_reference":
                 errors.append(f"{where}: {ref}={row[ref]!r} names no row of this manifest")
         if len(errors) >= max_errors:
             errors.append("... (stopped after the first errors)")

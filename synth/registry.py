@@ -1,6 +1,6 @@
 """The registry of named steps. Built-in steps register by decorator in their own module; the
-modules of ``synth.sources``, ``synth.generators``, ``synth.filters``, ``synth.dedup`` and
-``synth.outputs`` are discovered; plug-ins register through the ``synth.steps`` entry point or
+modules of ``synth.sources``, ``synth.generators``, ``synth.filters`` and ``synth.outputs`` (and
+``synth.dedup.step``) are discovered; plug-ins register through the ``synth.steps`` entry point or
 the ``SYNTH_PLUGINS`` environment variable (comma-separated importable modules)."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from synth.errors import ConfigError, did_you_mean
 from synth.steps import Step
 
 _REGISTRY: dict[str, type[Step]] = {}
-_PACKAGES = ("synth.sources", "synth.generators", "synth.filters", "synth.dedup", "synth.outputs")
+_PACKAGES = ("synth.sources", "synth.generators", "synth.filters", "synth.outputs")  # every public module is a step module
+_MODULES = ("synth.dedup.step",)  # synth.dedup also holds the pure core (numba kernels, Ray): import only the step
 _loaded = False
 
 
@@ -48,6 +49,12 @@ def load_builtin_steps() -> None:
         for mod in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
             if not mod.name.startswith("_"):
                 importlib.import_module(f"{pkg_name}.{mod.name}")
+    for mod_name in _MODULES:
+        try:
+            importlib.import_module(mod_name)
+        except ModuleNotFoundError as e:
+            if e.name != mod_name:
+                raise
     for ep in entry_points(group="synth.steps"):
         ep.load()
     for mod in filter(None, os.environ.get("SYNTH_PLUGINS", "").split(",")):
