@@ -36,7 +36,7 @@ class SlowTextGenerator(Generator):
             time.sleep(self.params.delay)
             s = self.new_sample(t, ctx, model="none")
             rng = np.random.default_rng(s.seed)
-            s.text = f"{t.label} " + " ".join(rng.choice(WORDS, size=8))
+            s.text = f"{t.label} " + " ".join(rng.choice(WORDS, size=int(rng.integers(2, 10))))
             s.content_sha256 = sha256_text(s.text)
             s.params = {"delay": self.params.delay}
             yield s

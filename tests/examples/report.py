@@ -1,0 +1,1 @@
+EXAMPLES = {"report": lambda tmp_path: {"per_label": 4}}
