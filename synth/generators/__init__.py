@@ -1,0 +1,1 @@
+"""Generators: steps that make synthetic samples from the real train samples (images and text)."""
