@@ -60,7 +60,8 @@ def format_validation_error(err: ValidationError, model: type[BaseModel], prefix
         elif e["type"] == "missing":
             lines.append(f"{loc}: required key is missing.")
         else:
-            lines.append(f"{loc}: {e['msg']} (got {e.get('input')!r}).")
+            got = e.get("input")
+            lines.append(f"{loc}: {e['msg']}" + ("." if isinstance(got, dict) else f" (got {got!r})."))
     return "\n".join(lines)
 
 
