@@ -73,15 +73,7 @@ def build_step(raw: dict[str, Any], section: str, index: int) -> Step:
     if "type" not in raw:
         raise ConfigError(f"{where}: missing 'type'. Run `synth steps` to list the step types.")
     kinds = _SECTIONS[section]
-    cls = None
-    errors = []
-    for kind in kinds:
-        try:
-            cls = registry.get(str(raw["type"]), kind=None, where=f"{where}.type")
-        except ConfigError as e:
-            errors.append(str(e))
-    if cls is None:
-        raise ConfigError(errors[0])
+    cls = registry.get(str(raw["type"]), kind=None, where=f"{where}.type")
     if cls.kind not in kinds:
         valid = [n for n, c in registry.all_steps().items() if c.kind in kinds]
         raise ConfigError(

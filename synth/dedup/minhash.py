@@ -4,20 +4,16 @@ The signatures are bit-identical to datasketch 2.x ``MinHash(num_perm, seed, sch
 hashfunc=xxh32_hash)`` updated with :func:`shingles` of the same text, so any row can be loaded
 with ``datasketch.LeanMinHash(seed=seed, hashvalues=row, scheme="affine32")``.
 
-The datasketch ``affine32`` scheme (since 2.0.0), reproduced here:
+The datasketch ``affine32`` scheme (2.0.0+), reproduced here: ``gen = np.random.RandomState(seed)``,
+``a = gen.randint(0, 2**31, num_perm, dtype=uint32) * 2 + 1`` (odd: a bijection), then
+``b = gen.randint(0, 2**32, num_perm, dtype=uint32)``; each member hash ``h = hashfunc(bytes)`` is
+pre-mixed once with MurmurHash3's ``fmix32``, then ``a_k * fmix32(h) + b_k mod 2**32``; the
+signature is the element-wise minimum over the set (all ``0xFFFFFFFF`` for the empty set), uint32.
 
-* permutations: ``gen = np.random.RandomState(seed)``;
-  ``a = gen.randint(0, 2**31, num_perm, dtype=uint32) * 2 + 1`` (odd, so a bijection), then
-  ``b = gen.randint(0, 2**32, num_perm, dtype=uint32)``;
-* each input hash ``h = hashfunc(shingle_bytes)`` (a uint32) is pre-mixed once with the
-  MurmurHash3 32-bit finaliser ``fmix32``, then ``phv_k = a_k * fmix32(h) + b_k mod 2**32``;
-* the signature is the element-wise minimum over the set (``0xFFFFFFFF`` for an empty set),
-  stored as ``uint32``.
-
-The hash function is xxHash32 with seed 0 over the UTF-8 bytes of a shingle: in Python it is the
-C function ``xxhash.xxh32_intdigest`` (plain callable, usable as datasketch's ``hashfunc``); the
-batch path computes the same function in a numba kernel over one byte buffer per batch, with no
-Python call per document, token or shingle.
+The hash is xxHash32 (seed 0) of a shingle's UTF-8 bytes: ``xxh32_hash`` is the C function
+``xxhash.xxh32_intdigest`` (a plain datasketch ``hashfunc``); the batch path computes the same
+function in a numba kernel over one byte buffer per batch, with no Python call per document,
+word or shingle.
 
 Shingles: after :func:`normalize_text`, tokens are the whitespace-separated words; the shingles
 are the word n-grams joined by one space. A document with fewer than ``ngram`` tokens gives one
@@ -35,6 +31,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import xxhash
 from numba import njit
 
 from synth.errors import ConfigError
@@ -44,16 +41,12 @@ DATASKETCH_VERSION = "2.0.0"  # the datasketch release whose affine32 scheme is 
 HASH_NAME = "xxh32(seed=0) of UTF-8 shingle bytes"
 EMPTY_VALUE = np.uint32(0xFFFFFFFF)
 _SEP = "\x00"  # document separator inside a batch buffer; NUL inside a document counts as a space
+_MAX_BATCH_CHARS = 1 << 23  # ~8 MiB of text per batch: transient memory about 6x that
 
 
-def xxh32_hash(data: bytes) -> int:
-    """The shingle hash, usable as datasketch's ``hashfunc``.
-
-    Reads: bytes. Returns: xxHash32 (seed 0) as an int in [0, 2**32).
-    """
-    import xxhash
-
-    return xxhash.xxh32_intdigest(data)
+# The shingle hash and datasketch ``hashfunc``: bytes -> xxHash32 (seed 0), an int in [0, 2**32).
+# The C function itself, so the datasketch side pays no Python call of ours per shingle.
+xxh32_hash = xxhash.xxh32_intdigest
 
 
 @dataclass(frozen=True)
@@ -154,10 +147,7 @@ def shingles(text: str, ngram: int = 5, norm: TextNorm = DEFAULT_NORM) -> list[b
         return []
     if len(tokens) <= ngram:
         return [" ".join(tokens).encode("utf-8", "surrogatepass")]
-    return [
-        " ".join(tokens[i : i + ngram]).encode("utf-8", "surrogatepass")
-        for i in range(len(tokens) - ngram + 1)
-    ]
+    return [" ".join(tokens[i : i + ngram]).encode("utf-8", "surrogatepass") for i in range(len(tokens) - ngram + 1)]
 
 
 def permutations(num_perm: int = 128, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -173,19 +163,7 @@ def permutations(num_perm: int = 128, seed: int = 1) -> tuple[np.ndarray, np.nda
     return a, b
 
 
-def fmix32(h: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 32-bit finaliser (datasketch's pre-mix), element-wise on a uint32 array."""
-    h = np.asarray(h, dtype=np.uint32)
-    h = h ^ (h >> np.uint32(16))
-    h = h * np.uint32(0x85EBCA6B)
-    h = h ^ (h >> np.uint32(13))
-    h = h * np.uint32(0xC2B2AE35)
-    return h ^ (h >> np.uint32(16))
-
-
-def scheme_info(
-    num_perm: int = 128, seed: int = 1, ngram: int = 5, norm: TextNorm = DEFAULT_NORM
-) -> dict[str, Any]:
+def scheme_info(num_perm: int = 128, seed: int = 1, ngram: int = 5, norm: TextNorm = DEFAULT_NORM) -> dict[str, Any]:
     """Returns: what produced a signature matrix, for the manifest / stats.json."""
     return {
         "scheme": SCHEME,
@@ -198,16 +176,58 @@ def scheme_info(
     }
 
 
-def _batch_buffer(texts: Sequence[str], norm: TextNorm) -> bytes:
-    """Normalise a batch as one string (same result as per document) and encode it."""
-    big = _SEP.join(texts)
+def _batch_buffer(texts: Sequence[str], norm: TextNorm) -> np.ndarray:
+    """Normalise a batch as one string (same result as per document), encode it, pad 16 bytes."""
+    try:
+        big = _SEP.join(texts)
+    except TypeError as err:
+        raise ConfigError(f"texts must be strings (use '' for a missing text): {err}.") from err
     if big.count(_SEP) != len(texts) - 1:  # rare: documents containing NUL, which counts as space
         big = _SEP.join(t.replace(_SEP, " ") for t in texts)
     big = _normalize_chars(big, norm, nul_is_space=False)
     if norm.scaffold:
         big = " " + re.sub(" {2,}", " ", big.replace(_SEP, " \x00 ")) + " "
         big = _remove_scaffold(big, _scaffold_patterns(norm))
-    return big.encode("utf-8", "surrogatepass")
+    raw = big.encode("utf-8", "surrogatepass")
+    buf = np.zeros(len(raw) + 16, dtype=np.uint8)  # xxh32's tail may read 16 bytes past a shingle
+    buf[: len(raw)] = np.frombuffer(raw, dtype=np.uint8)
+    return buf
+
+
+def _batch_bounds(texts: Sequence[str], batch_size: int, max_chars: int) -> list[tuple[int, int]]:
+    """Consecutive ``(lo, hi)`` ranges of at most ``batch_size`` documents and about ``max_chars``."""
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    try:
+        ends = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
+    except TypeError as err:
+        raise ConfigError(f"texts must be strings (use '' for a missing text): {err}.") from err
+    out, lo = [], 0
+    while lo < len(texts):
+        base = ends[lo - 1] if lo else 0
+        hi = max(lo + 1, min(lo + batch_size, int(np.searchsorted(ends, base + max_chars, side="right"))))
+        out.append((lo, hi))
+        lo = hi
+    return out
+
+
+def _run_batches(texts, ngram, norm, batch_size, a, b, out, collect):
+    """Drive ``_text_kernel`` over batches, reusing work arrays; yields (lo, hashes, offsets)."""
+    if ngram < 1:
+        raise ConfigError(f"ngram must be a positive integer, got {ngram!r}.")
+    bounds, hv = np.empty(0, dtype=np.int32), np.empty(0, dtype=np.uint32)
+    for lo, hi in _batch_bounds(texts, batch_size, _MAX_BATCH_CHARS):
+        buf = _batch_buffer(texts[lo:hi], norm)
+        n_bytes = len(buf) - 16
+        if n_bytes >= 1 << 31:
+            raise ConfigError(f"documents {lo}..{hi - 1} hold {n_bytes} bytes: at most 2 GiB per batch.")
+        if len(bounds) < n_bytes + 2 or len(hv) < n_bytes // 2 + (hi - lo) + 2:
+            bounds = np.empty((n_bytes + 2) * 5 // 4, dtype=np.int32)
+            hv = np.empty((n_bytes // 2 + (hi - lo) + 2) * 5 // 4, dtype=np.uint32)
+        offsets = np.empty(hi - lo + 1, dtype=np.int64)
+        _text_kernel(buf, n_bytes, hi - lo, ngram, a, b, out[lo:hi], bounds, hv, offsets)
+        if collect:
+            yield lo, hv[: offsets[-1]].copy(), offsets
 
 
 def text_signatures(
@@ -216,35 +236,62 @@ def text_signatures(
     seed: int = 1,
     ngram: int = 5,
     norm: TextNorm = DEFAULT_NORM,
-    batch_size: int = 8192,
-    out: np.ndarray | None = None,
+    batch_size: int = 4096,
 ) -> np.ndarray:
     """MinHash signatures of many documents: raw text in, one uint32 row per document out.
 
-    Reads: a sequence of strings (processed ``batch_size`` at a time: one normalisation pass per
-    batch, then one numba kernel that tokenises, shingles, hashes and permutes).
-    Returns: uint32 array ``[len(texts), num_perm]``; row i equals
-    ``datasketch.MinHash(num_perm, seed, scheme="affine32", hashfunc=xxh32_hash)`` updated with
-    ``shingles(texts[i], ngram, norm)``. Empty documents get the all-``0xFFFFFFFF`` row.
+    Reads: a sequence of strings, in batches of at most ``batch_size`` documents and ~8 MiB of text
+    (transient memory ~6x that): one normalisation pass per batch, then one numba kernel that
+    tokenises, shingles, hashes and permutes, with no Python call per document or shingle.
+    Returns: uint32 ``[len(texts), num_perm]``; row i equals ``datasketch.MinHash(num_perm, seed,
+    scheme="affine32", hashfunc=xxh32_hash)`` updated with ``shingles(texts[i], ngram, norm)``.
+    An empty document gets the empty-set row (all ``0xFFFFFFFF``).
     """
-    if ngram < 1:
-        raise ConfigError(f"ngram must be a positive integer, got {ngram!r}.")
     a, b = permutations(num_perm, seed)
-    n = len(texts)
-    if out is None:
-        out = np.empty((n, num_perm), dtype=np.uint32)
-    elif out.shape != (n, num_perm) or out.dtype != np.uint32:
-        raise ConfigError(f"out must be a uint32 array of shape {(n, num_perm)}, got {out.dtype} {out.shape}.")
-    for lo in range(0, n, batch_size):
-        chunk = texts[lo : lo + batch_size]
-        buf = np.frombuffer(_batch_buffer(chunk, norm), dtype=np.uint8)
-        _text_kernel(buf, len(chunk), ngram, a, b, out[lo : lo + len(chunk)])
+    out = np.empty((len(texts), num_perm), dtype=np.uint32)
+    for _ in _run_batches(texts, ngram, norm, batch_size, a, b, out, collect=False):
+        pass
     return out
 
 
-def hash_signatures(
-    hashes: np.ndarray, offsets: np.ndarray, num_perm: int = 128, seed: int = 1
-) -> np.ndarray:
+def shingle_hash_sets(
+    texts: Sequence[str], ngram: int = 5, norm: TextNorm = DEFAULT_NORM, batch_size: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each document's set of shingles as sorted unique ``xxh32_hash`` values (for exact Jaccard).
+
+    Returns: ``(hashes, offsets)``: uint32 values, and int64 ``[n + 1]`` with document i's set at
+    ``hashes[offsets[i]:offsets[i + 1]]``.
+    """
+    none = np.empty(0, dtype=np.uint32)
+    dummy = np.empty((len(texts), 0), dtype=np.uint32)
+    parts, counts = [none], [np.zeros(0, dtype=np.int64)]
+    for _, hashes, offsets in _run_batches(texts, ngram, norm, batch_size, none, none, dummy, True):
+        doc = np.repeat(np.arange(len(offsets) - 1, dtype=np.uint64), np.diff(offsets))
+        code = np.sort((doc << np.uint64(32)) | hashes)  # by document, then hash
+        code = code[np.concatenate(([True], code[1:] != code[:-1]))] if len(code) else code
+        parts.append((code & np.uint64(0xFFFFFFFF)).astype(np.uint32))
+        counts.append(np.bincount((code >> np.uint64(32)).astype(np.int64), minlength=len(offsets) - 1))
+    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum(np.concatenate(counts), out=offsets[1:])
+    return np.concatenate(parts), offsets
+
+
+def exact_jaccard(texts: Sequence[str], pairs: np.ndarray, ngram: int = 5, norm: TextNorm = DEFAULT_NORM) -> np.ndarray:
+    """Exact Jaccard of document pairs, on their shingle sets (as 32-bit hashes).
+
+    Reads: the texts and int ``[p, 2]`` row pairs; only the documents named in ``pairs`` are
+    re-shingled. Returns: float64 ``[p]`` (0.0 when both sets are empty). Use it as the
+    ``similarity`` of :func:`synth.dedup.lsh.near_duplicate_clusters` to verify candidates exactly.
+    """
+    from synth.dedup.lsh import set_jaccard
+
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    involved = np.unique(pairs)
+    hashes, offsets = shingle_hash_sets([texts[i] for i in involved.tolist()], ngram, norm)
+    return set_jaccard(hashes, offsets, np.searchsorted(involved, pairs))
+
+
+def hash_signatures(hashes: np.ndarray, offsets: np.ndarray, num_perm: int = 128, seed: int = 1) -> np.ndarray:
     """MinHash signatures of sets given as already-hashed members (e.g. image hash tokens).
 
     Reads: ``hashes`` uint32 (``hashfunc`` of each member's bytes), concatenated set after set;
@@ -260,7 +307,10 @@ def hash_signatures(
 
 def is_empty(signatures: np.ndarray) -> np.ndarray:
     """Returns: bool per row, True where the signature is that of the empty set."""
-    return np.all(signatures == EMPTY_VALUE, axis=1)
+    out = signatures[:, 0] == EMPTY_VALUE  # checked in full only where the first value says so
+    rows = np.flatnonzero(out)
+    out[rows] = np.all(signatures[rows] == EMPTY_VALUE, axis=1)
+    return out
 
 
 def to_lean_minhash(row: np.ndarray, seed: int = 1) -> Any:
@@ -284,29 +334,34 @@ _P4 = np.uint64(668265263)
 _P5 = np.uint64(374761393)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _rotl(x, r):
     return ((x << np.uint64(r)) | (x >> np.uint64(32 - r))) & _M32
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _read32(buf, p):
+    q = np.uint64(p)  # unsigned index: no negative-index wraparound, so the loads fuse into one
     return (
-        np.uint64(buf[p])
-        | (np.uint64(buf[p + 1]) << np.uint64(8))
-        | (np.uint64(buf[p + 2]) << np.uint64(16))
-        | (np.uint64(buf[p + 3]) << np.uint64(24))
+        np.uint64(buf[q])
+        | (np.uint64(buf[q + np.uint64(1)]) << np.uint64(8))
+        | (np.uint64(buf[q + np.uint64(2)]) << np.uint64(16))
+        | (np.uint64(buf[q + np.uint64(3)]) << np.uint64(24))
     )
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _round(acc, lane):
     return (_rotl((acc + lane * _P2) & _M32, 13) * _P1) & _M32
 
 
 @njit(cache=True)
 def _xxh32(buf, s, e):
-    """xxHash32 with seed 0 of ``buf[s:e]`` (same value as ``xxhash.xxh32_intdigest``)."""
+    """xxHash32 (seed 0) of ``buf[s:e]``, equal to ``xxhash.xxh32_intdigest``.
+
+    ``buf`` must stay readable 16 bytes past ``e``: the tail is computed with selects instead of
+    short data-dependent loops, which would mispredict on every shingle.
+    """
     p = s
     if e - s >= 16:
         v1 = (_P1 + _P2) & _M32
@@ -323,12 +378,14 @@ def _xxh32(buf, s, e):
     else:
         h = _P5
     h = (h + np.uint64(e - s)) & _M32
-    while p + 4 <= e:
-        h = (_rotl((h + _read32(buf, p) * _P3) & _M32, 17) * _P4) & _M32
-        p += 4
-    while p < e:
-        h = (_rotl((h + np.uint64(buf[p]) * _P5) & _M32, 11) * _P1) & _M32
-        p += 1
+    words = (e - p) >> 2
+    for j in range(3):
+        g = (_rotl((h + _read32(buf, p + 4 * j) * _P3) & _M32, 17) * _P4) & _M32
+        h = g if j < words else h
+    p += 4 * words
+    for j in range(3):
+        g = (_rotl((h + np.uint64(buf[np.uint64(p + j)]) * _P5) & _M32, 11) * _P1) & _M32
+        h = g if p + j < e else h
     h ^= h >> np.uint64(15)
     h = (h * _P2) & _M32
     h ^= h >> np.uint64(13)
@@ -337,63 +394,105 @@ def _xxh32(buf, s, e):
     return h
 
 
-@njit(cache=True, inline="always")
-def _permute_min(h, a, b, row):
-    """datasketch affine32 update of ``row`` with one input hash ``h`` (uint64 holding a uint32)."""
+@njit(cache=True)
+def _fmix32(h):
     h ^= h >> np.uint64(16)
     h = (h * np.uint64(0x85EBCA6B)) & _M32
     h ^= h >> np.uint64(13)
     h = (h * np.uint64(0xC2B2AE35)) & _M32
-    h ^= h >> np.uint64(16)
-    hv = np.uint32(h)
-    for k in range(a.shape[0]):
-        v = np.uint32(a[k] * hv + b[k])
-        if v < row[k]:
-            row[k] = v
+    return np.uint32(h ^ (h >> np.uint64(16)))
+
+
+@njit(cache=True)
+def _permute_min(hv, n, a, b, row):
+    """datasketch affine32 update of ``row`` with the pre-mixed hashes ``hv[:n]``."""
+    for i in range(n):
+        h = hv[i]
+        for k in range(a.shape[0]):
+            row[k] = min(row[k], np.uint32(a[k] * h + b[k]))
 
 
 @njit(cache=True, nogil=True)
-def _text_kernel(buf, n_docs, ngram, a, b, out):
-    """Tokenise (split on b' ', documents split on b'\\0'), shingle, hash and permute a batch."""
-    out[:] = np.uint32(0xFFFFFFFF)
-    scratch = np.empty(buf.shape[0] + 1, dtype=np.uint8)
-    tok_s = np.empty(buf.shape[0] // 2 + 1, dtype=np.int64)
-    tok_e = np.empty(buf.shape[0] // 2 + 1, dtype=np.int64)
-    p = 0
+def _tokenize(buf, n_bytes, bounds, seps):
+    """One branch-light pass that squeezes runs of spaces in place and finds words and documents.
+
+    Words are split by b' ', documents end at b'\\0'. Afterwards the words of one document are
+    exactly one space apart in ``buf``, so every shingle is a contiguous byte range.
+    Returns: the number of words; word i is ``buf[bounds[2*i]:bounds[2*i + 1]]`` and document d
+    ends at ``seps[d]``.
+    """
+    nb = 0
+    nd = 0
+    q = 0
+    prev_sep = 1
+    last = seps.shape[0] - 1  # more NULs than documents would be a caller bug: never overrun
+    for p in range(n_bytes):
+        c = buf[p]
+        if c == 0:
+            seps[nd] = q
+            nd = min(nd + 1, last)
+        space = np.int64(c == 32)
+        sep = space | np.int64(c == 0)
+        buf[q] = c
+        bounds[nb] = q
+        nb += prev_sep ^ sep  # a word starts or ends here
+        q += 1 - (space & prev_sep)  # drop a space that follows a separator
+        prev_sep = sep
+    bounds[nb] = q
+    nb += 1 - prev_sep
+    seps[nd] = q
+    return nb // 2
+
+
+@njit(cache=True, nogil=True)
+def _doc_shingles(buf, bounds, t0, t1, ngram, hv, at):
+    """Raw xxh32 of each shingle of the words ``t0:t1`` into ``hv[at:]``; returns the count.
+
+    Fewer than ``ngram`` words make one shingle of all of them; no words make none.
+    """
+    k = max(t1 - t0 - ngram + 1, 1) if t1 > t0 else 0
+    for i in range(k):
+        hv[at + i] = np.uint32(_xxh32(buf, bounds[2 * (t0 + i)], bounds[2 * min(t0 + i + ngram, t1) - 1]))
+    return k
+
+
+@njit(cache=True, nogil=True)
+def _text_kernel(buf, n_bytes, n_docs, ngram, a, b, out, bounds, hv, offsets):
+    """Shingle and hash a batch buffer (words split by b' ', documents by b'\\0').
+
+    With ``a`` non-empty, each document's MinHash goes to ``out[d]``; otherwise its raw shingle
+    hashes go to ``hv[offsets[d]:offsets[d + 1]]`` (``offsets`` is filled here).
+    ``buf`` is modified in place; ``bounds`` (int32, ``n_bytes + 2``) and ``hv`` (uint32,
+    ``n_bytes // 2 + n_docs + 2``) are work arrays, reused across batches.
+    """
+    seps = np.empty(n_docs + 1, dtype=np.int64)
+    n_tok = _tokenize(buf, n_bytes, bounds, seps)
+    sign = a.shape[0] > 0
+    t1 = 0
+    offsets[0] = 0
     for d in range(n_docs):
-        # copy the document's words into scratch, separated by exactly one space
-        m = 0
-        q = 0
-        while p < buf.shape[0] and buf[p] != 0:
-            if buf[p] == 32:
-                p += 1
-                continue
-            if m > 0:
-                scratch[q] = 32
-                q += 1
-            tok_s[m] = q
-            while p < buf.shape[0] and buf[p] != 32 and buf[p] != 0:
-                scratch[q] = buf[p]
-                q += 1
-                p += 1
-            tok_e[m] = q
-            m += 1
-        p += 1  # skip the separator
-        row = out[d]
-        if m == 0:
-            continue
-        if m <= ngram:
-            _permute_min(_xxh32(scratch, 0, q), a, b, row)
-            continue
-        for i in range(m - ngram + 1):
-            _permute_min(_xxh32(scratch, tok_s[i], tok_e[i + ngram - 1]), a, b, row)
+        t0 = t1
+        while t1 < n_tok and bounds[2 * t1] < seps[d]:
+            t1 += 1
+        if sign:
+            for j in range(out.shape[1]):
+                out[d, j] = np.uint32(0xFFFFFFFF)
+            k = _doc_shingles(buf, bounds, t0, t1, ngram, hv, 0)
+            for i in range(k):
+                hv[i] = _fmix32(np.uint64(hv[i]))
+            _permute_min(hv, k, a, b, out[d])
+        else:
+            k = _doc_shingles(buf, bounds, t0, t1, ngram, hv, offsets[d])
+            offsets[d + 1] = offsets[d] + k
 
 
 @njit(cache=True, nogil=True)
 def _hash_kernel(hashes, offsets, a, b, out):
     """Permute-and-min each set ``hashes[offsets[i]:offsets[i+1]]`` into ``out[i]``."""
     out[:] = np.uint32(0xFFFFFFFF)
+    hv = np.empty(max(hashes.shape[0], 1), dtype=np.uint32)
     for i in range(offsets.shape[0] - 1):
-        row = out[i]
-        for j in range(offsets[i], offsets[i + 1]):
-            _permute_min(np.uint64(hashes[j]), a, b, row)
+        lo, hi = offsets[i], offsets[i + 1]
+        for j in range(lo, hi):
+            hv[j - lo] = _fmix32(np.uint64(hashes[j]))
+        _permute_min(hv, hi - lo, a, b, out[i])

@@ -75,7 +75,6 @@ class Dedup(Barrier):
     def run_table(self, table: pa.Table, ctx: Context) -> pa.Table:
         if table.num_rows == 0:
             return table
-        ids = table.column("id").to_pylist()
         status = table.column("status").to_pylist()
         reason = table.column("reject_reason").to_pylist()
         cluster: list[str | None] = table.column("dedup_cluster").to_pylist()
