@@ -7,7 +7,7 @@ Writes:  models/intents-gpt2/ (safetensors weights, tokenizer, generation_config
 Everything runs on CPU and is seeded: the same command on the same library versions gives the
 same weights. Usage (from the repository root):
 
-    python scripts/train_intents_lm.py                 # tokenizer + model, ~3 min on 2 cores
+    python scripts/train_intents_lm.py                 # tokenizer + model: ~4 min on 2 idle cores
     python scripts/train_intents_lm.py --eval          # ... then evaluate the saved model
     python scripts/train_intents_lm.py --eval-only     # evaluate models/intents-gpt2 as it is
     python scripts/train_intents_lm.py --fixture-tokenizer   # only the tiny test tokenizer
@@ -35,6 +35,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# On a busy 2-core machine, spinning OpenMP workers slow each step several-fold; sleep instead.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "data" / "intents"
@@ -61,16 +63,16 @@ PROMPT_FORMATS = {
     "completion": " {text}" + EOS,
 }
 HPARAMS = {
-    "vocab_size": 1024,
+    "vocab_size": 2000,
     "n_layer": 4,
     "n_embd": 128,
     "n_head": 4,
     "n_positions": 256,
     "dropout": 0.1,
-    "steps": 1200,
+    "steps": 800,
     "batch_size": 32,
-    "lr": 2e-3,
-    "warmup": 100,
+    "lr": 4e-3,
+    "warmup": 50,
     "weight_decay": 0.05,
     "paraphrase_share": 0.25,
 }
@@ -124,8 +126,7 @@ def make_split(rows: list[dict], seed: int = SEED, eval_share: float = 0.25, nea
     Rows are sorted by (label, text) first, so the result depends only on the set of rows:
     re-running on the pooled train + eval files reproduces the stored split.
     """
-    rows = sorted(({"text": r["text"], "label": r["label"]} for r in rows),
-                  key=lambda r: (LABELS.index(r["label"]), r["text"]))
+    rows = sorted(({"text": r["text"], "label": r["label"]} for r in rows), key=lambda r: (LABELS.index(r["label"]), r["text"]))
     texts = [r["text"] for r in rows]
     if len(set(texts)) != len(texts):
         raise SystemExit("make-split: exact duplicate texts in the input; remove them first")
@@ -208,7 +209,7 @@ def save_tokenizer(tokenizer, out_dir: Path) -> None:
 
 
 def build_fixture_tokenizer(out_dir: Path = FIXTURE_DIR, vocab_size: int = 400) -> None:
-    tokenizer = train_tokenizer(FIXTURE_SENTENCES, vocab_size=vocab_size, max_length=128)
+    tokenizer = train_tokenizer(FIXTURE_SENTENCES, vocab_size=vocab_size, max_length=512)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_tokenizer(tokenizer, out_dir)
     size = sum(p.stat().st_size for p in out_dir.iterdir())
@@ -277,7 +278,7 @@ def train(out_dir: Path = MODEL_DIR, steps: int | None = None) -> dict:
     torch.set_num_threads(2)
     seed_everything(SEED)
     hp = dict(HPARAMS, steps=steps or HPARAMS["steps"])
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
 
     train_path = DATA_DIR / "train.jsonl"
     rows = read_jsonl(train_path)
@@ -307,9 +308,9 @@ def train(out_dir: Path = MODEL_DIR, steps: int | None = None) -> dict:
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": hp["weight_decay"]},
-         {"params": no_decay, "weight_decay": 0.0}],
-        lr=hp["lr"], betas=(0.9, 0.98),
+        [{"params": decay, "weight_decay": hp["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=hp["lr"],
+        betas=(0.9, 0.98),
     )
 
     def lr_at(step: int) -> float:
@@ -321,16 +322,21 @@ def train(out_dir: Path = MODEL_DIR, steps: int | None = None) -> dict:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     rng = random.Random(SEED)
     queue: list[dict] = []
+    pending: list = []
     model.train()
     running = None
     for step in range(hp["steps"]):
-        batch = []
-        while len(batch) < hp["batch_size"]:
-            if not queue:  # one epoch = every train row once, in a fresh order
-                queue = rows[:]
-                rng.shuffle(queue)
-            batch.append(draw_training_pair(rng, queue.pop(), by_label))
-        input_ids, mask, labels = encode_batch(tokenizer, batch, hp["n_positions"])
+        if not pending:  # draw 8 batches at once, bucket them by length to cut padding
+            pool = []
+            while len(pool) < 8 * hp["batch_size"]:
+                if not queue:  # one epoch = every train row once, in a fresh order
+                    queue = rows[:]
+                    rng.shuffle(queue)
+                pool.append(draw_training_pair(rng, queue.pop(), by_label))
+            pool.sort(key=lambda pair: len(pair[0]) + len(pair[1]))
+            pending = [pool[i : i + hp["batch_size"]] for i in range(0, len(pool), hp["batch_size"])]
+            rng.shuffle(pending)
+        input_ids, mask, labels = encode_batch(tokenizer, pending.pop(), hp["n_positions"])
         loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -339,9 +345,14 @@ def train(out_dir: Path = MODEL_DIR, steps: int | None = None) -> dict:
         sched.step()
         running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
         if step % 100 == 0 or step == hp["steps"] - 1:
-            print(f"step {step:5d}  loss {running:.3f}  lr {sched.get_last_lr()[0]:.2e}", flush=True)
+            print(
+                f"step {step:5d}  loss {running:.3f}  lr {sched.get_last_lr()[0]:.2e}  "
+                f"{time.perf_counter() - start:.0f} s wall  {time.process_time() - cpu_start:.0f} s CPU",
+                flush=True,
+            )
 
     train_seconds = time.perf_counter() - start
+    cpu_seconds = time.process_time() - cpu_start
     model.eval()
     out_dir.mkdir(parents=True, exist_ok=True)
     model.generation_config = GenerationConfig(
@@ -355,10 +366,7 @@ def train(out_dir: Path = MODEL_DIR, steps: int | None = None) -> dict:
     info = {
         "labels": LABELS,
         "prompt_formats": dict(PROMPT_FORMATS, stop=["\n", EOS], max_shots=2),
-        "special_tokens": {
-            name: {"token": EOS, "id": getattr(tokenizer, f"{name}_token_id")}
-            for name in ("bos", "eos", "pad")
-        },
+        "special_tokens": {name: {"token": EOS, "id": getattr(tokenizer, f"{name}_token_id")} for name in ("bos", "eos", "pad")},
         "training": {
             "command": "python scripts/train_intents_lm.py",
             "seed": SEED,
@@ -369,12 +377,13 @@ def train(out_dir: Path = MODEL_DIR, steps: int | None = None) -> dict:
             "n_params": n_params,
             "final_loss": round(running, 4),
             "train_seconds": round(train_seconds, 1),
+            "train_cpu_seconds": round(cpu_seconds, 1),
             "torch_threads": 2,
             "versions": library_versions(),
         },
     }
     write_model_info(out_dir, info)
-    print(f"training time: {train_seconds:.1f} s ({n_params:,} parameters, {hp['steps']} steps)")
+    print(f"training time: {train_seconds:.1f} s wall, {cpu_seconds:.1f} s CPU ({n_params:,} parameters, {hp['steps']} steps)")
     return info
 
 
@@ -383,8 +392,7 @@ def library_versions() -> dict:
     import torch
     import transformers
 
-    return {"torch": torch.__version__, "transformers": transformers.__version__,
-            "tokenizers": tokenizers.__version__}
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "tokenizers": tokenizers.__version__}
 
 
 def write_model_info(out_dir: Path, info: dict) -> None:
@@ -430,14 +438,15 @@ def render_card(info: dict) -> str:
         "",
         "## Prompt formats",
         "",
-        "The completion is `\" {text}\"` followed by `<|endoftext|>`; cut generations at the",
+        'The completion is `" {text}"` followed by `<|endoftext|>`; cut generations at the',
         "first newline or eos. Only completion tokens are scored in training (prompt masked).",
         "",
         fence,
-        "Intent: {label}\nExample:                                  # 0 shots",
-        "Intent: {label}\nExample: {ex1}\nExample:                 # 1 shot",
-        "Intent: {label}\nExample: {ex1}\nExample: {ex2}\nExample:  # 2 shots",
-        "Paraphrase: {source_text}\nIntent: {label}\nExample:       # rewrite a same-intent request",
+        '"Intent: {label}\\nExample:"                                  # 0 shots',
+        '"Intent: {label}\\nExample: {ex1}\\nExample:"                 # 1 shot',
+        '"Intent: {label}\\nExample: {ex1}\\nExample: {ex2}\\nExample:"  # 2 shots',
+        '"Paraphrase: {source_text}\\nIntent: {label}\\nExample:"       # same intent, new words',
+        '# completion: " {text}<|endoftext|>"',
         fence,
         "",
         f"Training draws, per example, the paraphrase format with probability "
@@ -453,8 +462,9 @@ def render_card(info: dict) -> str:
         "",
         f"Seed {t['seed']}, {hp['steps']} steps of batch {hp['batch_size']}, AdamW lr {hp['lr']} "
         f"(warmup {hp['warmup']}, cosine), dropout {hp['dropout']}, {t['torch_threads']} CPU threads: "
-        f"{t['train_seconds']} s; final loss {t['final_loss']}. Versions: "
-        + ", ".join(f"{k} {v}" for k, v in t["versions"].items()) + ".",
+        f"{t['train_seconds']} s wall ({t['train_cpu_seconds']} s of CPU time; the wall time "
+        "depends on what else the machine runs); final training loss "
+        f"{t['final_loss']}. Versions: " + ", ".join(f"{k} {v}" for k, v in t["versions"].items()) + ".",
         "",
         "## Usage",
         "",
@@ -546,11 +556,7 @@ def evaluate(model_dir: Path = MODEL_DIR, n: int = 300, seed: int = SEED) -> dic
     pred = clf.predict(texts)
     train_texts = {r["text"] for r in train_rows}
     train_norm = {normalize(t) for t in train_texts}
-    per_label = {
-        lab: round(float(sum(p == lab for p, i in zip(pred, intended) if i == lab)
-                         / intended.count(lab)), 3)
-        for lab in LABELS
-    }
+    per_label = {lab: round(float(sum(p == lab for p, i in zip(pred, intended) if i == lab) / intended.count(lab)), 3) for lab in LABELS}
     result = {
         "n_generated": n,
         "classifier": "tfidf word(1-2)+char_wb(2-5) + LogisticRegression(C=10)",
@@ -584,10 +590,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-only", action="store_true", help="evaluate the saved model only")
     ap.add_argument("--steps", type=int, default=None, help="override the number of steps")
     ap.add_argument("--out", type=Path, default=MODEL_DIR)
-    ap.add_argument("--fixture-tokenizer", action="store_true",
-                    help="write only the tiny test tokenizer to tests/fixtures/tokenizer")
-    ap.add_argument("--make-split", nargs="+", type=Path, metavar="JSONL",
-                    help="(re)make data/intents/{train,eval}.jsonl from these rows")
+    ap.add_argument("--fixture-tokenizer", action="store_true", help="write only the tiny test tokenizer to tests/fixtures/tokenizer")
+    ap.add_argument("--make-split", nargs="+", type=Path, metavar="JSONL", help="(re)make data/intents/{train,eval}.jsonl from these rows")
     args = ap.parse_args(argv)
     if args.make_split:
         rows = [r for p in args.make_split for r in read_jsonl(p)]
