@@ -188,22 +188,13 @@ class Dedup(Barrier):
 
     def _edges(self, rows: _Rows) -> tuple[np.ndarray, np.ndarray, dict]:
         """Matched pairs (i < j) with their similarity: exact groups, then LSH over distinct contents."""
-        from synth.dedup import lsh, minhash, phash
-
-        p = self.params
         uniq, first, inverse = np.unique(np.array(rows.sha, dtype=object).astype(str), return_index=True, return_inverse=True)
         order = np.argsort(inverse, kind="stable")
         groups = np.split(order, np.cumsum(np.bincount(inverse))[:-1])
         exact = [(int(g[0]), int(m)) for g in groups for m in g[1:]]
         reps = np.array([int(g[0]) for g in groups], dtype=np.int64)
-        if rows.modality == "text":
-            texts = [rows.payload[i] for i in reps.tolist()]
-            sig = minhash.text_signatures(texts, p.num_perm, p.seed, p.ngram, self.norm())
-            sim = (lambda pairs: minhash.exact_jaccard(texts, pairs, p.ngram, self.norm())) if p.verify == "exact" else None
-            clusters = lsh.near_duplicate_clusters(sig, p.threshold, target_recall=p.target_recall, similarity=sim)
-        else:
-            hashes = phash.image_hashes([rows.payload[i] for i in reps.tolist()], method=p.image_hash)
-            clusters = phash.near_duplicate_images(hashes, p.image_max_bits, p.num_perm, p.seed, p.target_recall)
+        payload = [rows.payload[i] for i in reps.tolist()]
+        clusters = self.text_clusters(payload) if rows.modality == "text" else self.image_clusters(payload)
         near = []
         for (a, b), s in zip(clusters.pairs.tolist(), clusters.jaccard.tolist(), strict=True):
             ga, gb = groups[a], groups[b]
@@ -214,6 +205,24 @@ class Dedup(Barrier):
         prm = clusters.params
         info = {"bands": prm.bands, "rows": prm.rows, "threshold": prm.threshold, "recall_at_threshold": round(float(prm.recall_at_threshold), 4)}
         return arr, sims, {"distinct": int(len(uniq)), "lsh": info, "candidates": int(clusters.n_candidates)}
+
+    # -- clustering (the seam the Ray executor overrides: same inputs, same Clusters, run on a cluster) --
+    def text_clusters(self, texts: list[str]):
+        """Near-duplicate clusters of distinct texts. Returns: :class:`synth.dedup.lsh.Clusters`."""
+        from synth.dedup import lsh, minhash
+
+        p = self.params
+        sig = minhash.text_signatures(texts, p.num_perm, p.seed, p.ngram, self.norm())
+        sim = (lambda pairs: minhash.exact_jaccard(texts, pairs, p.ngram, self.norm())) if p.verify == "exact" else None
+        return lsh.near_duplicate_clusters(sig, p.threshold, target_recall=p.target_recall, similarity=sim)
+
+    def image_clusters(self, images: list[np.ndarray]):
+        """Near-duplicate clusters of distinct images (gray arrays). Returns: :class:`synth.dedup.lsh.Clusters`."""
+        from synth.dedup import phash
+
+        p = self.params
+        hashes = phash.image_hashes(images, method=p.image_hash)
+        return phash.near_duplicate_images(hashes, p.image_max_bits, p.num_perm, p.seed, p.target_recall)
 
 
 class _Rows:
