@@ -13,15 +13,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from typer._click.exceptions import ClickException
-from typer.exceptions import Abort, Exit
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer._click.exceptions import ClickException
+from typer.exceptions import Abort, Exit
 
 from synth.errors import SynthError
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # synth draws its own bars; no per-model "Loading weights" bars
 
 app = typer.Typer(help="synth: synthetic training data with provenance, dedup, filters, mixing and ablation.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
