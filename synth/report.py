@@ -16,8 +16,6 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from synth.manifest import read_manifest, table_to_samples
 from synth.sample import Sample
 from synth.util import atomic_write_text
@@ -86,24 +84,22 @@ def funnel(samples: list[Sample], filter_order: list[str]) -> dict[str, list[tup
 
 
 def _filter_info(run_dir: Path) -> tuple[list[str], dict[str, dict[str, list[tuple[str, float]]]]]:
-    """Filter reason names in pipeline order and their thresholds per score (when steps expose them)."""
-    from synth.config import Pipeline
+    """Filter reasons in pipeline order and the thresholds in force (refilter.yaml after a refilter)."""
+    from synth import diagnostics
+    from synth.config import Pipeline, read_yaml
     from synth.steps import Filter
 
-    order: list[str] = []
-    thresholds: dict[str, dict[str, list[tuple[str, float]]]] = {}
+    cfg = run_dir / "refilter.yaml" if (run_dir / "refilter.yaml").exists() else run_dir / "pipeline.yaml"
     try:
-        p = Pipeline.from_config(yaml.safe_load((run_dir / "pipeline.yaml").read_text()))
+        steps = Pipeline.from_config(read_yaml(cfg)).steps
     except Exception:  # a report of a run whose steps are no longer installed still renders
-        return order, thresholds
-    for step in p.steps:
+        return [], {}
+    order: list[str] = []
+    for step in steps:
         if isinstance(step, Filter):
-            fn = getattr(step, "thresholds", None)
-            t = fn() if callable(fn) else {}
-            thresholds[step.name] = t
             reasons = getattr(step, "reasons", None)
             order.extend(reasons() if callable(reasons) else [step.name])
-    return order, thresholds
+    return order, diagnostics.filter_thresholds(steps)
 
 
 def _image_uri(s: Sample, run_dir: Path) -> str | None:
