@@ -39,9 +39,12 @@ def pytest_collection_modifyitems(config, items):
     except ImportError:
         has_gpu = False
     skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
+    skip_net = pytest.mark.skip(reason="needs the Hugging Face Hub: set SYNTH_TEST_NETWORK=1 on a machine with network")
     for item in items:
         if "gpu" in item.keywords and not has_gpu:
             item.add_marker(skip_gpu)
+        if "network" in item.keywords and os.environ.get("SYNTH_TEST_NETWORK") != "1":
+            item.add_marker(skip_net)
 
 
 @pytest.fixture(autouse=True)
