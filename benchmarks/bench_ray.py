@@ -59,8 +59,10 @@ def step_table(texts: list[str]):
     from synth.sample import Sample
     from synth.util import sha256_text
 
-    rows = [Sample(id=f"syn-{i:06d}", modality="text", origin="synthetic", label="x", text=t, content_sha256=sha256_text(t),
-                   generator="bench") for i, t in enumerate(texts)]
+    rows = [
+        Sample(id=f"syn-{i:06d}", modality="text", origin="synthetic", label="x", text=t, content_sha256=sha256_text(t), generator="bench")
+        for i, t in enumerate(texts)
+    ]
     return samples_to_table(rows, "bench")
 
 
@@ -81,8 +83,12 @@ def run_step(table, args, workers: int | None) -> tuple[float, object]:
 
 
 def same(a: lsh.Clusters, b: lsh.Clusters) -> bool:
-    return (np.array_equal(a.labels, b.labels) and np.array_equal(a.pairs, b.pairs)
-            and np.array_equal(a.jaccard, b.jaccard) and a.n_candidates == b.n_candidates)
+    return (
+        np.array_equal(a.labels, b.labels)
+        and np.array_equal(a.pairs, b.pairs)
+        and np.array_equal(a.jaccard, b.jaccard)
+        and a.n_candidates == b.n_candidates
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -101,8 +107,10 @@ def main(argv: list[str] | None = None) -> None:
 
     t = time.perf_counter()
     texts, family = make_corpus(args.n, args.seed)
-    print(f"corpus: {len(texts):,} docs, {(family >= 0).sum():,} in near-duplicate families "
-          f"({time.perf_counter() - t:.1f}s to generate); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"corpus: {len(texts):,} docs, {(family >= 0).sum():,} in near-duplicate families "
+        f"({time.perf_counter() - t:.1f}s to generate); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
 
     if args.step:
         return main_step(texts, args)
@@ -110,8 +118,10 @@ def main(argv: list[str] | None = None) -> None:
     local = [run_local(texts, args) for _ in range(args.repeats)]
     t_local = min(r[0] for r in local)
     ref = local[0][1]
-    print(f"{'local (1 core)':<22}{t_local:>8.2f}s  {len(texts) / t_local:>9,.0f} docs/s  "
-          f"{ref.n_candidates:,} candidates, {len(ref.pairs):,} verified, {len(np.unique(ref.labels)):,} clusters")
+    print(
+        f"{'local (1 core)':<22}{t_local:>8.2f}s  {len(texts) / t_local:>9,.0f} docs/s  "
+        f"{ref.n_candidates:,} candidates, {len(ref.pairs):,} verified, {len(np.unique(ref.labels)):,} clusters"
+    )
 
     import ray
 
@@ -154,8 +164,10 @@ def main_step(texts: list[str], args) -> None:
             run_step(step_table(texts[:4000]), args, w)
             t_ray, out = min((run_step(table, args, w) for _ in range(args.repeats)), key=lambda r: r[0])
             ok = out.drop_columns(["created_at"]).equals(ref.drop_columns(["created_at"]))
-            print(f"{f'ray x{w} dedup step':<22}{t_ray:>8.2f}s  {len(texts) / t_ray:>9,.0f} docs/s  equal to local: {ok}  "
-                  f"ratio {t_local / t_ray:.2f}x")
+            print(
+                f"{f'ray x{w} dedup step':<22}{t_ray:>8.2f}s  {len(texts) / t_ray:>9,.0f} docs/s  equal to local: {ok}  "
+                f"ratio {t_local / t_ray:.2f}x"
+            )
             if not ok:
                 raise SystemExit("Ray result differs from the local one")
     finally:

@@ -24,8 +24,12 @@ from synth.errors import SynthError
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # synth draws its own bars; no per-model "Loading weights" bars
 
-app = typer.Typer(help="synth: synthetic training data with provenance, dedup, filters, mixing and ablation.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="synth: synthetic training data with provenance, dedup, filters, mixing and ablation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 manifest_app = typer.Typer(help="Validate, summarise and query manifests.", no_args_is_help=True)
 app.add_typer(manifest_app, name="manifest")
 console = Console()
@@ -79,8 +83,10 @@ def validate(pipeline: Annotated[Path, typer.Argument()], set_: Sets = None) -> 
 
     p = load_pipeline(pipeline, set_)
     plan_segments(p)
-    console.print(f"[green]ok[/green] {pipeline}: pipeline {p.name!r}, run id {p.run_id}, "
-                  f"{len(p.sources)} sources, {len(p.steps)} steps, {len(p.outputs)} outputs")
+    console.print(
+        f"[green]ok[/green] {pipeline}: pipeline {p.name!r}, run id {p.run_id}, "
+        f"{len(p.sources)} sources, {len(p.steps)} steps, {len(p.outputs)} outputs"
+    )
 
 
 @app.command()
@@ -130,8 +136,11 @@ def manifest_stats(path: Annotated[Path, typer.Argument()], as_json: Annotated[b
 
 
 @manifest_app.command("query")
-def manifest_query(path: Annotated[Path, typer.Argument()], sql: Annotated[str, typer.Argument(help="SQL over table `manifest`")],
-                   as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def manifest_query(
+    path: Annotated[Path, typer.Argument()],
+    sql: Annotated[str, typer.Argument(help="SQL over table `manifest`")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """Run DuckDB SQL over the manifest (table name ``manifest``)."""
     from synth.manifest_ops import query
 

@@ -77,8 +77,7 @@ def build_step(raw: dict[str, Any], section: str, index: int) -> Step:
     if cls.kind not in kinds:
         valid = [n for n, c in registry.all_steps().items() if c.kind in kinds]
         raise ConfigError(
-            f"{where}.type: {raw['type']!r} is a {cls.kind} step and cannot stand in '{section}'. "
-            f"Valid types there: {', '.join(valid)}."
+            f"{where}.type: {raw['type']!r} is a {cls.kind} step and cannot stand in '{section}'. Valid types there: {', '.join(valid)}."
         )
     params = {k: v for k, v in raw.items() if k not in _STEP_KEYS}
     try:

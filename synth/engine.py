@@ -97,7 +97,10 @@ class Run:
                 )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.run_dir / "pipeline.yaml", self.pipeline.to_yaml())
-        atomic_write_json(marker, {"run_id": self.pipeline.run_id, "shards": self.pipeline.shards, "pipeline": self.pipeline.name, "synth_version": __version__})
+        atomic_write_json(
+            marker,
+            {"run_id": self.pipeline.run_id, "shards": self.pipeline.shards, "pipeline": self.pipeline.name, "synth_version": __version__},
+        )
 
     def context(self, rank: int = 0, world: int | None = None) -> Context:
         return Context(self.run_dir, self.pipeline.seed, self.pipeline.run_id, rank, world or self.pipeline.shards)
@@ -136,7 +139,9 @@ class Run:
             n = 0
             for s in src.read(ctx):
                 if s.id in seen:
-                    raise InputError(f"source {src.name!r}: sample id {s.id!r} also comes from source {seen[s.id]!r}; give the sources distinct names.")
+                    raise InputError(
+                        f"source {src.name!r}: sample id {s.id!r} also comes from source {seen[s.id]!r}; give the sources distinct names."
+                    )
                 seen[s.id] = src.name
                 samples.append(s)
                 n += 1

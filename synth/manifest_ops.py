@@ -68,7 +68,9 @@ def _count(rows: list[dict], *keys: str) -> dict[str, int]:
 
 def stats(table: pa.Table) -> dict[str, Any]:
     """Counts by origin, status, label, generator and reason, plus the leakage report per generator."""
-    rows = table.select([c for c in ("origin", "status", "label", "generator", "reject_reason", "modality", "split") if c in table.column_names]).to_pylist()
+    rows = table.select(
+        [c for c in ("origin", "status", "label", "generator", "reject_reason", "modality", "split") if c in table.column_names]
+    ).to_pylist()
     for r in rows:
         r["generator"] = r.get("generator") or "(real)"
     leakage: dict[str, dict[str, int]] = {}

@@ -50,7 +50,13 @@ class RefilterResult:
     counters: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run_dir": str(self.run_dir), "overrides": self.overrides, "before": self.before, "after": self.after, "changed": self.changed}
+        return {
+            "run_dir": str(self.run_dir),
+            "overrides": self.overrides,
+            "before": self.before,
+            "after": self.after,
+            "changed": self.changed,
+        }
 
 
 def check_overrides(raw: dict[str, Any], overrides: list[str]) -> None:
@@ -60,11 +66,15 @@ def check_overrides(raw: dict[str, Any], overrides: list[str]) -> None:
     filters = [n for n, s in zip(names, steps) if isinstance(s, dict) and _kind(s) == "filter"]
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected steps.<filter>.<threshold>=value, e.g. --set steps.image_quality.min_sharpness=50.")
+            raise ConfigError(
+                f"--set {item!r}: expected steps.<filter>.<threshold>=value, e.g. --set steps.image_quality.min_sharpness=50."
+            )
         parts = item.split("=", 1)[0].strip().split(".")
         if parts[0] != "steps" or len(parts) != 3:
-            raise ConfigError(f"--set {item!r}: refilter only changes filter thresholds, as steps.<filter>.<param>=value. "
-                              f"Filters of this run: {', '.join(filters) or '(none)'}. Anything else needs `synth run`.")
+            raise ConfigError(
+                f"--set {item!r}: refilter only changes filter thresholds, as steps.<filter>.<param>=value. "
+                f"Filters of this run: {', '.join(filters) or '(none)'}. Anything else needs `synth run`."
+            )
         ref = parts[1]
         if ref.lstrip("-").isdigit() and -len(steps) <= int(ref) < len(steps):
             idx = int(ref) % len(steps)
@@ -75,12 +85,16 @@ def check_overrides(raw: dict[str, Any], overrides: list[str]) -> None:
         raw_step, key = steps[idx], parts[2]
         cls = registry.get(str(raw_step.get("type")))
         if cls.kind != "filter":
-            raise ConfigError(f"--set {item!r}: step {names[idx]!r} is a {cls.kind}, not a filter; refilter cannot change it "
-                              f"(it would need regeneration: use `synth run --set ...`). Filters: {', '.join(filters) or '(none)'}.")
+            raise ConfigError(
+                f"--set {item!r}: step {names[idx]!r} is a {cls.kind}, not a filter; refilter cannot change it "
+                f"(it would need regeneration: use `synth run --set ...`). Filters: {', '.join(filters) or '(none)'}."
+            )
         if key in _FIXED_KEYS or key == "resources":
             raise ConfigError(f"--set {item!r}: a filter's {key!r} cannot change in refilter (scores are stored under its name).")
         if key not in cls.Params.model_fields:
-            raise ConfigError(f"--set {item!r}: {key!r} is not a parameter of {cls.type_name}. {did_you_mean(key, list(cls.Params.model_fields))}")
+            raise ConfigError(
+                f"--set {item!r}: {key!r} is not a parameter of {cls.type_name}. {did_you_mean(key, list(cls.Params.model_fields))}"
+            )
         allowed = getattr(cls, "decision_params", None)
         if allowed is not None and key not in allowed:
             raise ConfigError(
@@ -161,8 +175,9 @@ def _copy_run(src: Path, dst: Path) -> None:
             p.write_bytes(data)
 
 
-def refilter(run_dir: str | Path, overrides: list[str] | None = None, out: str | Path | None = None,
-             diagnostics: bool | None = None) -> RefilterResult:
+def refilter(
+    run_dir: str | Path, overrides: list[str] | None = None, out: str | Path | None = None, diagnostics: bool | None = None
+) -> RefilterResult:
     """Re-decide filter rejections of a finished run from stored scores; see the module docstring.
 
     ``diagnostics``: recompute ``stats.json["diagnostics"]`` (None: only when it is already there)."""
@@ -213,8 +228,17 @@ def refilter(run_dir: str | Path, overrides: list[str] | None = None, out: str |
 def _light_samples(table: pa.Table) -> list[Sample]:
     """What ``applies_to`` and ``decide`` need, without decoding every column."""
     cols = table.select(["id", "modality", "origin", "status", "reject_reason", "scores"]).to_pylist()
-    return [Sample(id=r["id"], modality=r["modality"], origin=r["origin"], status=r["status"], reject_reason=r["reject_reason"],
-                   scores=json.loads(r["scores"] or "{}")) for r in cols]
+    return [
+        Sample(
+            id=r["id"],
+            modality=r["modality"],
+            origin=r["origin"],
+            status=r["status"],
+            reject_reason=r["reject_reason"],
+            scores=json.loads(r["scores"] or "{}"),
+        )
+        for r in cols
+    ]
 
 
 def _update_stats(run_dir: Path, table: pa.Table, result: RefilterResult) -> None:

@@ -58,7 +58,10 @@ def _fig_uri(fig) -> str:
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f'<td class="num">{_e(c)}</td>' if isinstance(c, int | float) else f"<td>{_e(c)}</td>" for c in r) + "</tr>" for r in rows)
+    body = "".join(
+        "<tr>" + "".join(f'<td class="num">{_e(c)}</td>' if isinstance(c, int | float) else f"<td>{_e(c)}</td>" for c in r) + "</tr>"
+        for r in rows
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -144,14 +147,18 @@ def _img_grid(samples: list[Sample], run_dir: Path, rejected: bool = False) -> s
         uri = _image_uri(s, run_dir)
         if uri:
             cap = _e((s.reject_reason or "").split(":")[-1]) if rejected else ""
-            figs.append(f'<figure class="{"rej" if rejected else ""}"><img src="{uri}" alt="{_e(s.id)}" title="{_e(s.id)} {_e(s.reject_reason or "")}"><figcaption>{cap}</figcaption></figure>')
+            figs.append(
+                f'<figure class="{"rej" if rejected else ""}"><img src="{uri}" alt="{_e(s.id)}" title="{_e(s.id)} {_e(s.reject_reason or "")}"><figcaption>{cap}</figcaption></figure>'
+            )
     return f'<div class="grid">{"".join(figs) or "<span class=muted>none</span>"}</div>'
 
 
 def _text_list(samples: list[Sample], rejected: bool = False) -> str:
     if not samples:
         return '<span class="muted">none</span>'
-    items = "".join(f"<li>{_e(s.text)}" + (f' <span class="warn">[{_e(s.reject_reason)}]</span>' if rejected else "") + "</li>" for s in samples)
+    items = "".join(
+        f"<li>{_e(s.text)}" + (f' <span class="warn">[{_e(s.reject_reason)}]</span>' if rejected else "") + "</li>" for s in samples
+    )
     return f"<ul>{items}</ul>"
 
 
@@ -180,7 +187,7 @@ def _histograms(samples: list[Sample], thresholds: dict[str, dict[str, list[tupl
         rules = ", ".join(f"{op} {value:g}" for op, value in flat.get(name, []))
         ax.set_title(f"{name} ({rules})" if rules else name, fontsize=9)
         ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
@@ -227,7 +234,11 @@ def _diagnostics(run_dir: Path, stats: dict) -> str:
 
 def _nested_tables(obj: Any) -> str:
     """Render {group: {label: {metric: value}}} (or flatter) as tables."""
-    if isinstance(obj, dict) and obj and all(isinstance(v, dict) and all(not isinstance(x, dict) for x in v.values()) for v in obj.values()):
+    if (
+        isinstance(obj, dict)
+        and obj
+        and all(isinstance(v, dict) and all(not isinstance(x, dict) for x in v.values()) for v in obj.values())
+    ):
         metrics = sorted({m for v in obj.values() for m in v})
         return _table(["", *metrics], [[k, *[_round(v.get(m)) for m in metrics]] for k, v in obj.items()])
     if isinstance(obj, dict):
@@ -259,42 +270,65 @@ def build_report(run_dir: str | Path, ablation_dir: str | Path | None = None, pe
     m = stats.get("manifest", {})
     n_syn = sum(s.origin == "synthetic" for s in samples)
     n_syn_kept = sum(s.origin == "synthetic" and s.kept for s in samples)
-    cards = [("rows", len(samples)), ("real", sum(s.origin == "real" for s in samples)), ("synthetic generated", n_syn),
-             ("synthetic kept", n_syn_kept), ("kept share", f"{n_syn_kept / n_syn:.0%}" if n_syn else "-"), ("wall time", f"{stats.get('wall_seconds') or 0:.0f} s")]
+    cards = [
+        ("rows", len(samples)),
+        ("real", sum(s.origin == "real" for s in samples)),
+        ("synthetic generated", n_syn),
+        ("synthetic kept", n_syn_kept),
+        ("kept share", f"{n_syn_kept / n_syn:.0%}" if n_syn else "-"),
+        ("wall time", f"{stats.get('wall_seconds') or 0:.0f} s"),
+    ]
     summary = '<div class="cards">' + "".join(f'<div class="card"><b>{_e(v)}</b>{_e(k)}</div>' for k, v in cards) + "</div>"
-    leak = (stats.get("dedup") or {})
-    warn = [f'<p class="warn">{r["real_train_eval_overlap"]["pairs"]} real train/eval pairs are near-duplicates (reported, not dropped).</p>'
-            for r in leak.values() if isinstance(r, dict) and r.get("real_train_eval_overlap", {}).get("pairs")]
+    leak = stats.get("dedup") or {}
+    warn = [
+        f'<p class="warn">{r["real_train_eval_overlap"]["pairs"]} real train/eval pairs are near-duplicates (reported, not dropped).</p>'
+        for r in leak.values()
+        if isinstance(r, dict) and r.get("real_train_eval_overlap", {}).get("pairs")
+    ]
 
     fun = funnel(samples, filter_order)
     fun_html = []
     for gen, stages in fun.items():
         total = stages[0][1] or 1
         rows = [[stage, n, f"{n / total:.0%}", ""] for stage, n in stages]
-        body = "".join(f"<tr><td>{_e(r[0])}</td><td class=num>{r[1]}</td><td class=num>{r[2]}</td><td><span class=bar style=\"width:{int(240 * stages[i][1] / total)}px\"></span></td></tr>"
-                       for i, r in enumerate(rows))
-        fun_html.append(f"<h3>{_e(gen)}</h3><table><tr><th>after</th><th>remaining</th><th>share</th><th></th></tr>{body}<tr><td><b>kept</b></td><td class=num><b>{stages[-1][1]}</b></td><td></td><td></td></tr></table>")
+        body = "".join(
+            f'<tr><td>{_e(r[0])}</td><td class=num>{r[1]}</td><td class=num>{r[2]}</td><td><span class=bar style="width:{int(240 * stages[i][1] / total)}px"></span></td></tr>'
+            for i, r in enumerate(rows)
+        )
+        fun_html.append(
+            f"<h3>{_e(gen)}</h3><table><tr><th>after</th><th>remaining</th><th>share</th><th></th></tr>{body}<tr><td><b>kept</b></td><td class=num><b>{stages[-1][1]}</b></td><td></td><td></td></tr></table>"
+        )
 
     models = sorted({(s.generator, s.model, s.model_revision) for s in samples if s.origin == "synthetic"}, key=str)
     timings = [[k, *[_round(v.get(c)) for c in ("seconds", "generated", "scored", "kept")]] for k, v in (stats.get("steps") or {}).items()]
     sections = [
-        ("summary", "Summary", summary + "".join(warn) + _table(["origin/status", "count"], [[k, v] for k, v in (m.get("by_origin_status") or {}).items()])),
+        (
+            "summary",
+            "Summary",
+            summary + "".join(warn) + _table(["origin/status", "count"], [[k, v] for k, v in (m.get("by_origin_status") or {}).items()]),
+        ),
         ("funnel", "Funnel per generator", "".join(fun_html) or '<p class="muted">No synthetic samples.</p>'),
         ("samples", "Samples per label", _samples_section(samples, run_dir, per_cell)),
         ("scores", "Score histograms (dashed line: threshold)", _histograms(samples, thresholds)),
         ("diagnostics", "Set-level diagnostics", _diagnostics(run_dir, stats)),
         ("ablation", "Ablation", _ablation(abl)),
-        ("config", "Run config, models and timings",
-         _table(["generator", "model", "revision"], [list(x) for x in models]) + _table(["step", "seconds", "generated", "scored", "kept"], timings)
-         + f"<p>run id <code>{_e(stats.get('run_id'))}</code>, seed {_e(stats.get('seed'))}, shards {_e(stats.get('shards'))}, synth {_e(stats.get('synth_version'))}</p>"
-         + f"<pre>{_e(pipeline_yaml)}</pre>"),
+        (
+            "config",
+            "Run config, models and timings",
+            _table(["generator", "model", "revision"], [list(x) for x in models])
+            + _table(["step", "seconds", "generated", "scored", "kept"], timings)
+            + f"<p>run id <code>{_e(stats.get('run_id'))}</code>, seed {_e(stats.get('seed'))}, shards {_e(stats.get('shards'))}, synth {_e(stats.get('synth_version'))}</p>"
+            + f"<pre>{_e(pipeline_yaml)}</pre>",
+        ),
     ]
     nav = "".join(f'<a href="#{sid}">{_e(title.split(" (")[0])}</a>' for sid, title, _ in sections)
     body = "".join(f'<section id="{sid}"><h2>{_e(title)}</h2>{content}</section>' for sid, title, content in sections)
-    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>synth report: {_e(stats.get("pipeline", run_dir.name))}</title>'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head><body>'
-            f'<header><h1>synth report: {_e(stats.get("pipeline", run_dir.name))}</h1><p>{_e(run_dir.resolve())}</p></header>'
-            f"<nav>{nav}</nav><main>{body}</main></body></html>")
+    page = (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>synth report: {_e(stats.get("pipeline", run_dir.name))}</title>'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head><body>'
+        f"<header><h1>synth report: {_e(stats.get('pipeline', run_dir.name))}</h1><p>{_e(run_dir.resolve())}</p></header>"
+        f"<nav>{nav}</nav><main>{body}</main></body></html>"
+    )
     out = run_dir / "report.html"
     atomic_write_text(out, page)
     return out

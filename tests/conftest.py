@@ -91,6 +91,16 @@ def real_text_samples():
     out = []
     for label, texts in TEXTS.items():
         for i, t in enumerate(texts):
-            out.append(Sample(id=f"txt-{label}-{i}", modality="text", origin="real", label=label, split="train", text=t,
-                              content_sha256=sha256_text(t), uri=f"test://{label}/{i}"))
+            out.append(
+                Sample(
+                    id=f"txt-{label}-{i}",
+                    modality="text",
+                    origin="real",
+                    label=label,
+                    split="train",
+                    text=t,
+                    content_sha256=sha256_text(t),
+                    uri=f"test://{label}/{i}",
+                )
+            )
     return out

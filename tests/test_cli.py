@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke") / "run"
-    r = subprocess.run([sys.executable, "-m", "synth", "run", "pipelines/smoke.yaml", "--out", str(out)],
-                       cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "synth", "run", "pipelines/smoke.yaml", "--out", str(out)], cwd=ROOT, capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     return out
 
@@ -53,7 +54,9 @@ def test_manifest_query(smoke_run, capsys):
 
 def test_rerun_resumes_without_changes(smoke_run):
     before = pq.read_table(smoke_run / "manifest.parquet").drop_columns(["created_at"])
-    r = subprocess.run([sys.executable, "-m", "synth", "run", "pipelines/smoke.yaml", "--out", str(smoke_run)], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "synth", "run", "pipelines/smoke.yaml", "--out", str(smoke_run)], cwd=ROOT, capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr
     assert pq.read_table(smoke_run / "manifest.parquet").drop_columns(["created_at"]).equals(before)
 
@@ -72,8 +75,14 @@ def test_bogus_key_exits_2_naming_it(verb, tmp_path):
     raw["bogus_key"] = 1
     p = tmp_path / "bad.yaml"
     p.write_text(yaml.safe_dump(raw))
-    r = subprocess.run([sys.executable, "-m", "synth", verb, str(p), "--out", str(tmp_path / "o")] if verb == "run" else
-                       [sys.executable, "-m", "synth", verb, str(p)], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "synth", verb, str(p), "--out", str(tmp_path / "o")]
+        if verb == "run"
+        else [sys.executable, "-m", "synth", verb, str(p)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2
     assert "bogus_key" in r.stderr and "Traceback" not in r.stderr
 

@@ -16,14 +16,25 @@ from synth.sources._base import png_bytes
 from synth.steps import Context
 from synth.util import sha256_bytes, sha256_text
 
-BASE = ("customers often ask where their parcel is and when it will arrive at the front door "
-        "because the tracking page has not been updated since the order left the warehouse")
+BASE = (
+    "customers often ask where their parcel is and when it will arrive at the front door "
+    "because the tracking page has not been updated since the order left the warehouse"
+)
 EVAL = "i would like to close my account and delete every piece of personal data you hold about me today please"
 
 
 def _t(id_, text, origin="synthetic", split="train", scores=None):
-    return Sample(id=id_, modality="text", origin=origin, split=split, label="x", text=text, content_sha256=sha256_text(text),
-                  generator="g" if origin == "synthetic" else None, scores=scores or {})
+    return Sample(
+        id=id_,
+        modality="text",
+        origin=origin,
+        split=split,
+        label="x",
+        text=text,
+        content_sha256=sha256_text(text),
+        generator="g" if origin == "synthetic" else None,
+        scores=scores or {},
+    )
 
 
 def _text_rows():
@@ -69,8 +80,9 @@ def test_decisions_do_not_depend_on_row_order(tmp_path):
     for seed in range(3):
         shuffled = [rows[i].copy() for i in np.random.default_rng(seed).permutation(len(rows))]
         again, _ = _run(shuffled, tmp_path / f"b{seed}")
-        assert {k: (v.status, v.reject_reason, v.duplicate_of, v.dedup_cluster) for k, v in again.items()} == \
-               {k: (v.status, v.reject_reason, v.duplicate_of, v.dedup_cluster) for k, v in first.items()}
+        assert {k: (v.status, v.reject_reason, v.duplicate_of, v.dedup_cluster) for k, v in again.items()} == {
+            k: (v.status, v.reject_reason, v.duplicate_of, v.dedup_cluster) for k, v in first.items()
+        }
 
 
 def test_scopes_can_be_switched_off_and_quality_decides(tmp_path):
@@ -95,8 +107,16 @@ def _img(ctx_dir, id_, arr, origin="synthetic", split="train"):
     rel = f"data/x/{id_}.png"
     (ctx_dir / "data" / "x").mkdir(parents=True, exist_ok=True)
     (ctx_dir / rel).write_bytes(data)
-    return Sample(id=id_, modality="image", origin=origin, split=split, label="3", path=rel, content_sha256=sha256_bytes(data),
-                  generator="g" if origin == "synthetic" else None)
+    return Sample(
+        id=id_,
+        modality="image",
+        origin=origin,
+        split=split,
+        label="3",
+        path=rel,
+        content_sha256=sha256_bytes(data),
+        generator="g" if origin == "synthetic" else None,
+    )
 
 
 def test_images_by_perceptual_hash(tmp_path):

@@ -62,8 +62,16 @@ def test_set_diagnostics_per_label():
 
 
 def _row(i, status="kept", scores=None, origin="synthetic"):
-    s = Sample(id=f"s{i}", modality="text", origin=origin, label="a", text="x", scores=scores or {}, status=status,
-               reject_reason=None if status == "kept" else "filter:tq.too_short")
+    s = Sample(
+        id=f"s{i}",
+        modality="text",
+        origin=origin,
+        label="a",
+        text="x",
+        scores=scores or {},
+        status=status,
+        reject_reason=None if status == "kept" else "filter:tq.too_short",
+    )
     return s
 
 

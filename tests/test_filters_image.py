@@ -70,17 +70,20 @@ def test_blur_lowers_sharpness():
 # ---- image_quality ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "make", "params", "reason"), [
-    ("sharp", lambda: sharp(), {}, None),
-    ("constant", lambda: np.full((64, 64), 128), {}, "low_contrast"),
-    ("black", lambda: np.zeros((64, 64)), {}, "low_contrast"),
-    ("blurred", lambda: cv2.GaussianBlur(sharp(), (0, 0), 3), {}, "blurry"),
-    ("dark", lambda: two_level(0, 30), {"min_brightness": 0.1}, "too_dark"),
-    ("bright", lambda: two_level(230, 255), {"max_brightness": 0.9}, "too_bright"),
-    ("tiny", lambda: sharp(4), {}, "too_small"),
-    ("stretched", lambda: np.kron(sharp(16), np.ones((1, 8))), {}, "aspect"),
-    ("huge", lambda: sharp(64), {"max_width": 32}, "too_large"),
-])
+@pytest.mark.parametrize(
+    ("name", "make", "params", "reason"),
+    [
+        ("sharp", lambda: sharp(), {}, None),
+        ("constant", lambda: np.full((64, 64), 128), {}, "low_contrast"),
+        ("black", lambda: np.zeros((64, 64)), {}, "low_contrast"),
+        ("blurred", lambda: cv2.GaussianBlur(sharp(), (0, 0), 3), {}, "blurry"),
+        ("dark", lambda: two_level(0, 30), {"min_brightness": 0.1}, "too_dark"),
+        ("bright", lambda: two_level(230, 255), {"max_brightness": 0.9}, "too_bright"),
+        ("tiny", lambda: sharp(4), {}, "too_small"),
+        ("stretched", lambda: np.kron(sharp(16), np.ones((1, 8))), {}, "aspect"),
+        ("huge", lambda: sharp(64), {"max_width": 32}, "too_large"),
+    ],
+)
 def test_image_quality(ctx, name, make, params, reason):
     [out] = ImageQuality(**params).process([put(ctx, name, make())], ctx)
     assert out.reject_reason == (f"filter:image_quality.{reason}" if reason else None)
@@ -183,8 +186,10 @@ def test_clip_score_matches_clip_and_thresholds(ctx, real_images):
     assert got[-1] is None and scored[-1].kept
     model, tok, proc = CLIPModel.from_pretrained(path), AutoTokenizer.from_pretrained(path), AutoImageProcessor.from_pretrained(path)
     with torch.no_grad():
-        out = model(**tok(prompts, padding=True, return_tensors="pt"),
-                    pixel_values=proc(images=[s.load_image(ctx.run_dir).convert("RGB") for s in samples[:4]], return_tensors="pt")["pixel_values"])
+        out = model(
+            **tok(prompts, padding=True, return_tensors="pt"),
+            pixel_values=proc(images=[s.load_image(ctx.run_dir).convert("RGB") for s in samples[:4]], return_tensors="pt")["pixel_values"],
+        )
     cos = (out.logits_per_image / model.logit_scale.exp()).diagonal().detach().numpy()
     assert got[:4] == pytest.approx([100 * max(c, 0) for c in cos], abs=1e-3)
     assert max(got[:4]) > 0
@@ -214,7 +219,9 @@ def test_model_scorer_image(ctx, real_images):
     out = f.process(samples, ctx)
     model, proc = AutoModelForImageClassification.from_pretrained(path), AutoImageProcessor.from_pretrained(path)
     with torch.no_grad():
-        p = torch.softmax(model(**proc(images=[s.load_image(ctx.run_dir).convert("RGB") for s in samples], return_tensors="pt")).logits, -1)[:, 1]
+        p = torch.softmax(
+            model(**proc(images=[s.load_image(ctx.run_dir).convert("RGB") for s in samples], return_tensors="pt")).logits, -1
+        )[:, 1]
     assert [s.scores["nsfw.p_nsfw"] for s in out] == pytest.approx(p.tolist(), abs=1e-5)
     cut = float(np.median(p.numpy()))
     strict = ModelScorer(name="nsfw", model=path, task="image-classification", labels=["nsfw"], score_name="p_nsfw", max_score=cut)

@@ -77,7 +77,9 @@ def test_text_label_consistency_with_minilm(method, tmp_path, ctx):
 def test_text_label_consistency_fit_directly(real_texts, ctx):
     f = TextLabelConsistency(min_margin=None, min_prob=0.5)
     f.fit(real_texts)  # no run dir needed: the reference is given in code
-    [good, bad] = f.process([synth("has my parcel shipped yet", "track_order", 0), synth("has my parcel shipped yet", "account_login", 1)], ctx)
+    [good, bad] = f.process(
+        [synth("has my parcel shipped yet", "track_order", 0), synth("has my parcel shipped yet", "account_login", 1)], ctx
+    )
     assert good.kept and bad.reject_reason == "filter:text_label_consistency.low_label_prob"
     assert good.scores["text_label_consistency.prob"] > 0.5 > bad.scores["text_label_consistency.prob"]
 
@@ -136,4 +138,6 @@ def test_model_scorer_text(ctx):
     assert [s.scores["toxicity.score"] for s in out] == pytest.approx(p, abs=1e-4)
     both = ModelScorer(model=path, task="text-classification", labels=["ok", "toxic"])
     both.setup(ctx)
-    assert all(s.scores["model_scorer.score"] == pytest.approx(1.0) for s in both.process([synth(t, "x", i) for i, t in enumerate(texts)], ctx))
+    assert all(
+        s.scores["model_scorer.score"] == pytest.approx(1.0) for s in both.process([synth(t, "x", i) for i, t in enumerate(texts)], ctx)
+    )

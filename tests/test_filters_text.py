@@ -16,8 +16,16 @@ GOOD = "Could you check where my parcel is? It was due on Friday and the trackin
 
 
 def synth(text: str, i: int = 0, **kw) -> Sample:
-    return Sample(id=f"g-s0-{i:06d}", modality="text", origin="synthetic", label="track_order", text=text,
-                  content_sha256=sha256_text(text), generator="g", **kw)
+    return Sample(
+        id=f"g-s0-{i:06d}",
+        modality="text",
+        origin="synthetic",
+        label="track_order",
+        text=text,
+        content_sha256=sha256_text(text),
+        generator="g",
+        **kw,
+    )
 
 
 def run(step, samples, ctx):
@@ -57,8 +65,10 @@ def test_copy_frac():
     assert S.copy_frac("", [prompt]) == 0.0
 
 
-@pytest.mark.parametrize(("number", "ok"), [("4111111111111111", True), ("4111111111111112", False), ("79927398713", True),
-                                            ("79927398710", False), ("12a4", False)])
+@pytest.mark.parametrize(
+    ("number", "ok"),
+    [("4111111111111111", True), ("4111111111111112", False), ("79927398713", True), ("79927398710", False), ("12a4", False)],
+)
 def test_luhn(number, ok):
     assert S.luhn_valid(number) is ok
 
@@ -90,12 +100,23 @@ def test_text_quality_rejects(reason, ctx):
 
 
 def test_text_quality_keeps_good_text_and_stores_scores(ctx, real_texts):
-    samples = [synth(GOOD, 0, prompt="Write a message about track_order."), *[t.copy(origin="synthetic", generator="g") for t in real_texts]]
+    samples = [
+        synth(GOOD, 0, prompt="Write a message about track_order."),
+        *[t.copy(origin="synthetic", generator="g") for t in real_texts],
+    ]
     out = run(TextQuality(), samples, ctx)
     assert all(s.kept for s in out), [(s.text, s.reject_reason) for s in out]
-    keys = {"text_quality.chars", "text_quality.words", "text_quality.dup_segment_frac", "text_quality.top_ngram_frac",
-            "text_quality.dup_ngram_frac", "text_quality.alpha_frac", "text_quality.symbol_frac", "text_quality.refusals",
-            "text_quality.boilerplate"}
+    keys = {
+        "text_quality.chars",
+        "text_quality.words",
+        "text_quality.dup_segment_frac",
+        "text_quality.top_ngram_frac",
+        "text_quality.dup_ngram_frac",
+        "text_quality.alpha_frac",
+        "text_quality.symbol_frac",
+        "text_quality.refusals",
+        "text_quality.boilerplate",
+    }
     assert keys <= set(out[0].scores) and "text_quality.copy_frac" in out[0].scores
     assert "text_quality.copy_frac" not in out[1].scores  # no prompt, no few-shot: nothing to copy
     assert ctx.counters["text_quality"] == {"scored": len(out), "kept": len(out)}
@@ -110,11 +131,16 @@ def test_text_quality_few_shot_from_params(ctx):
     assert out.kept
 
 
-@pytest.mark.parametrize("text", ["I can't log in on the website but I can't sign in?",
-                                  "Why does my card show two amounts? My card statement is wrong.",
-                                  "Order #A-77341 arrived broken (the lid), 2 of 3 cups cracked - refund?",
-                                  "The 3D Secure check never loads, so I can't complete payment.",
-                                  "I can't create an account with my work email"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I can't log in on the website but I can't sign in?",
+        "Why does my card show two amounts? My card statement is wrong.",
+        "Order #A-77341 arrived broken (the lid), 2 of 3 cups cracked - refund?",
+        "The 3D Secure check never loads, so I can't complete payment.",
+        "I can't create an account with my work email",
+    ],
+)
 def test_text_quality_keeps_ordinary_messages(ctx, text):
     [out] = run(TextQuality(), [synth(text)], ctx)
     assert out.kept, out.scores
@@ -164,26 +190,32 @@ def test_renamed_step_namespaces_scores_and_reasons(ctx):
 # ---- pii --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "kinds"), [
-    ("write to jane.doe+shop@example.co.uk today", ["email"]),
-    ("my card 4111 1111 1111 1111 was charged twice", ["card"]),
-    ("call me on +44 20 7946 0958 after six", ["phone"]),
-    ("my number is (415) 555-0100", ["phone"]),
-    ("the router at 192.168.1.254 keeps dropping", ["ip"]),
-    ("server 2001:db8:85a3:0:0:8a2e:370:7334 is down", ["ip"]),
-    ("email a@b.io, card 5555-5555-5555-4444", ["email", "card"]),
-])
+@pytest.mark.parametrize(
+    ("text", "kinds"),
+    [
+        ("write to jane.doe+shop@example.co.uk today", ["email"]),
+        ("my card 4111 1111 1111 1111 was charged twice", ["card"]),
+        ("call me on +44 20 7946 0958 after six", ["phone"]),
+        ("my number is (415) 555-0100", ["phone"]),
+        ("the router at 192.168.1.254 keeps dropping", ["ip"]),
+        ("server 2001:db8:85a3:0:0:8a2e:370:7334 is down", ["ip"]),
+        ("email a@b.io, card 5555-5555-5555-4444", ["email", "card"]),
+    ],
+)
 def test_find_pii(text, kinds):
     assert [k for k, _, _ in find_pii(text)] == kinds
 
 
-@pytest.mark.parametrize("text", [
-    "my card 4111 1111 1111 1112 was charged twice",  # fails Luhn
-    "where is order 12984? The number is 77341.",
-    "version 1.2.3.4000 and 999.1.1.1",
-    "I paid 1,299.99 on 2024-05-03 for two chairs",
-    "tracking code 1Z999AA10123456784",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my card 4111 1111 1111 1112 was charged twice",  # fails Luhn
+        "where is order 12984? The number is 77341.",
+        "version 1.2.3.4000 and 999.1.1.1",
+        "I paid 1,299.99 on 2024-05-03 for two chairs",
+        "tracking code 1Z999AA10123456784",
+    ],
+)
 def test_no_false_positive(text):
     assert find_pii(text) == []
 

@@ -130,8 +130,13 @@ class CrashOnce(Filter):
 
 
 def test_an_unreachable_address_is_a_usage_error(tmp_path):
-    r = subprocess.run(_synth("pipelines/smoke.yaml", "--out", str(tmp_path / "r"), "--executor", "ray", "--address", "127.0.0.1:1"),
-                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        _synth("pipelines/smoke.yaml", "--out", str(tmp_path / "r"), "--executor", "ray", "--address", "127.0.0.1:1"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "no Ray cluster answers" in r.stderr and "ray start --head" in r.stderr
 
 
@@ -160,7 +165,9 @@ def test_dedup_pipeline_with_a_killed_worker_equals_local(tmp_path, ray_address,
 
     def pipeline():
         p = Pipeline.from_config(config)
-        return Pipeline(name=p.name, sources=p.sources, steps=[*p.steps, CrashOnce(name="crash_once", marker=str(marker))], seed=p.seed, shards=p.shards)
+        return Pipeline(
+            name=p.name, sources=p.sources, steps=[*p.steps, CrashOnce(name="crash_once", marker=str(marker))], seed=p.seed, shards=p.shards
+        )
 
     marker.write_text("reference run: do not crash")
     LocalExecutor().run(pipeline(), tmp_path / "local")

@@ -162,17 +162,20 @@ def test_out_writes_a_copy(run_dir, tmp_path, no_scoring):
         refilter(run_dir, [], out=out)
 
 
-@pytest.mark.parametrize(("override", "match"), [
-    ("seed=3", "only changes filter thresholds"),
-    ("steps.refilter_test_text.n_per_label=2", "is a generator, not a filter"),
-    ("steps.text_quality.dup_ngram=3", "changes how 'text_quality' scores"),
-    ("steps.pii.action=redact", "changes how 'pii' scores"),
-    ("steps.text_quality.name=x", "cannot change in refilter"),
-    ("steps.text_quality.min_wordz=3", "Did you mean 'min_words'"),
-    ("steps.nope.min_words=3", "no step 'nope'"),
-    ("steps.text_quality.min_words=-1", "greater than or equal to 0"),
-    ("steps.text_quality.min_words", "expected steps"),
-])
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("seed=3", "only changes filter thresholds"),
+        ("steps.refilter_test_text.n_per_label=2", "is a generator, not a filter"),
+        ("steps.text_quality.dup_ngram=3", "changes how 'text_quality' scores"),
+        ("steps.pii.action=redact", "changes how 'pii' scores"),
+        ("steps.text_quality.name=x", "cannot change in refilter"),
+        ("steps.text_quality.min_wordz=3", "Did you mean 'min_words'"),
+        ("steps.nope.min_words=3", "no step 'nope'"),
+        ("steps.text_quality.min_words=-1", "greater than or equal to 0"),
+        ("steps.text_quality.min_words", "expected steps"),
+    ],
+)
 def test_bad_overrides(run_dir, override, match):
     with pytest.raises(ConfigError, match=match):
         refilter(run_dir, [override])

@@ -6,10 +6,10 @@ import importlib
 import pkgutil
 from pathlib import Path
 
+import examples as examples_pkg
 import pyarrow as pa
 import pytest
 
-import examples as examples_pkg
 from synth import registry
 from synth.config import build_step
 from synth.manifest import samples_to_table, table_to_samples

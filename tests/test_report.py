@@ -50,8 +50,10 @@ def _chromium():
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not (_chromium() and shutil.which("chromedriver")),
-                    reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver; .ci/run installs them)")
+@pytest.mark.skipif(
+    not (_chromium() and shutil.which("chromedriver")),
+    reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver; .ci/run installs them)",
+)
 def test_report_loads_in_headless_chromium_without_console_errors(run_dir, tmp_path):
     selenium = pytest.importorskip("selenium", reason="pip install selenium (in the dev extra)")
     from selenium import webdriver
@@ -62,8 +64,18 @@ def test_report_loads_in_headless_chromium_without_console_errors(run_dir, tmp_p
     main(["report", str(run_dir)])
     opts = webdriver.ChromeOptions()
     opts.binary_location = _chromium()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1300,2000"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1300,2000",
+    ):
         opts.add_argument(flag)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)

@@ -38,8 +38,9 @@ def test_sigkill_mid_run_then_resume_equals_clean_run(tmp_path):
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     subprocess.run(_synth("run", str(PIPELINE), "--out", str(clean)), check=True, env=_env(), cwd=ROOT, capture_output=True)
 
-    proc = subprocess.Popen(_synth("run", str(PIPELINE), "--out", str(killed)), env=_env(), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _synth("run", str(PIPELINE), "--out", str(killed)), env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     shard_dir = killed / "state" / "segment-0"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -68,12 +69,25 @@ def test_sigkill_mid_run_then_resume_equals_clean_run(tmp_path):
 
 def test_resume_with_other_shard_count_is_an_error(tmp_path):
     out = tmp_path / "r"
-    subprocess.run(_synth("run", str(PIPELINE), "--out", str(out), "--set", "steps.slow_text.delay=0"), check=True, env=_env(), cwd=ROOT, capture_output=True)
-    r = subprocess.run(_synth("run", str(PIPELINE), "--out", str(out), "--set", "steps.slow_text.delay=0", "--set", "shards=3"),
-                       env=_env(), cwd=ROOT, capture_output=True, text=True)
+    subprocess.run(
+        _synth("run", str(PIPELINE), "--out", str(out), "--set", "steps.slow_text.delay=0"),
+        check=True,
+        env=_env(),
+        cwd=ROOT,
+        capture_output=True,
+    )
+    r = subprocess.run(
+        _synth("run", str(PIPELINE), "--out", str(out), "--set", "steps.slow_text.delay=0", "--set", "shards=3"),
+        env=_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2
     assert "shards=6" in r.stderr and "shards=3" in r.stderr
-    r = subprocess.run(_synth("run", str(PIPELINE), "--out", str(out), "--set", "seed=99"), env=_env(), cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(
+        _synth("run", str(PIPELINE), "--out", str(out), "--set", "seed=99"), env=_env(), cwd=ROOT, capture_output=True, text=True
+    )
     assert r.returncode == 2 and "different pipeline" in r.stderr
 
 

@@ -51,7 +51,9 @@ def test_image_folder_records_unreadable_images(tmp_path, ctx):
 
 def test_jsonl_bad_lines_are_recorded_rejections(tmp_path, ctx):
     p = tmp_path / "t.jsonl"
-    p.write_bytes(b'{"text": "fine line", "label": "a"}\n' + b'{"text": "caf\xe9", "label": "a"}\n' + b"{not json\n" + b'{"text": "", "label": "b"}\n')
+    p.write_bytes(
+        b'{"text": "fine line", "label": "a"}\n' + b'{"text": "caf\xe9", "label": "a"}\n' + b"{not json\n" + b'{"text": "", "label": "b"}\n'
+    )
     rows = list(TextFileSource(path=str(p)).read(ctx))
     reasons = [s.reject_reason for s in rows]
     assert reasons == [None, "source:bad_encoding", "source:bad_json", "source:missing_text"]

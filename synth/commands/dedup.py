@@ -14,7 +14,9 @@ from synth.cli import app, console
 @app.command()
 def dedup(
     input: Annotated[Path, typer.Argument(help=".jsonl, .parquet, a save_to_disk folder or an image folder")],
-    out: Annotated[Path, typer.Option(help="output: .jsonl / .parquet (same rows + dedup_cluster, duplicate_of), or a folder for a saved dataset")],
+    out: Annotated[
+        Path, typer.Option(help="output: .jsonl / .parquet (same rows + dedup_cluster, duplicate_of), or a folder for a saved dataset")
+    ],
     field: Annotated[str, typer.Option(help="'text' / a text column, or 'image' / a column of image paths")] = "text",
     id_field: Annotated[str, typer.Option(help="unique id column (image folders: the relative path)")] = "id",
     threshold: Annotated[float, typer.Option(help="text: Jaccard threshold of word n-gram shingles")] = 0.8,

@@ -17,8 +17,9 @@ def refilter(
     run_dir: Annotated[Path, typer.Argument(help="a finished run dir (pipeline.yaml + manifest.parquet)")],
     set_: Sets = None,
     out: Annotated[Path | None, typer.Option(help="write a refiltered copy of the run here instead of updating RUN_DIR")] = None,
-    diagnostics: Annotated[bool | None, typer.Option("--diagnostics/--no-diagnostics",
-                                                     help="recompute stats.json diagnostics (default: when already present)")] = None,
+    diagnostics: Annotated[
+        bool | None, typer.Option("--diagnostics/--no-diagnostics", help="recompute stats.json diagnostics (default: when already present)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the before/after counts as JSON")] = False,
 ) -> None:
     """Re-apply filter thresholds to the stored scores: no regeneration, no rescoring.

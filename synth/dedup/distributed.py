@@ -179,8 +179,10 @@ def distributed_clusters(
     parts = max(1, partitions or 2 * par)
     band_task = ray.remote(_band_partition).options(**{**opts, "num_returns": parts})
     mapped = _bounded(
-        (lambda r=r, off=int(off): band_task.remote(r, off, params.bands, params.rows, parts, skip_empty)
-         for r, off in zip(sig_refs, offsets[:-1])),
+        (
+            lambda r=r, off=int(off): band_task.remote(r, off, params.bands, params.rows, parts, skip_empty)
+            for r, off in zip(sig_refs, offsets[:-1])
+        ),
         par,
         track=lambda res: res[0] if parts > 1 else res,
     )
@@ -214,8 +216,10 @@ def _verify_by_blocks(cand: np.ndarray, sig_refs: list[Any], offsets: np.ndarray
     starts = np.flatnonzero(np.r_[True, code[order][1:] != code[order][:-1]]) if len(cand) else np.empty(0, np.int64)
     groups = {(int(bi[order[s]]), int(bj[order[s]])): sel for s, sel in zip(starts, np.split(order, starts[1:]))}
     refs = _bounded(
-        (lambda a=a, b=b, sel=sel: verify_task.remote(sig_refs[a], sig_refs[b], cand[sel, 0] - offsets[a], cand[sel, 1] - offsets[b])
-         for (a, b), sel in groups.items()),
+        (
+            lambda a=a, b=b, sel=sel: verify_task.remote(sig_refs[a], sig_refs[b], cand[sel, 0] - offsets[a], cand[sel, 1] - offsets[b])
+            for (a, b), sel in groups.items()
+        ),
         par,
     )
     for sel, values in zip(groups.values(), ray.get(refs)):
@@ -260,8 +264,15 @@ def text_clusters(
         raise ConfigError(f"verify must be 'exact' or 'estimated', got {verify!r}.")
     sign = functools.partial(minhash.text_signatures, num_perm=num_perm, seed=seed, ngram=ngram, norm=norm)
     sim = functools.partial(minhash.exact_jaccard, texts, ngram=ngram, norm=norm) if verify == "exact" else None
-    return distributed_clusters(split_rows(texts, workers=workers), sign, threshold, target_recall=target_recall,
-                                workers=workers, task_options=task_options, similarity=sim)
+    return distributed_clusters(
+        split_rows(texts, workers=workers),
+        sign,
+        threshold,
+        target_recall=target_recall,
+        workers=workers,
+        task_options=task_options,
+        similarity=sim,
+    )
 
 
 def image_clusters(
@@ -288,8 +299,16 @@ def image_clusters(
     hashes = np.concatenate([np.empty(0, np.uint64), *ray.get(refs)])
     threshold = 1.0 - 1e-9 if max_bits == 0 else float(phash.hamming_to_jaccard(max_bits))  # as near_duplicate_images
     sign = functools.partial(phash.image_signatures, num_perm=num_perm, seed=seed)
-    return distributed_clusters(split_rows(hashes, workers=workers), sign, threshold, target_recall=target_recall, skip_empty=False,
-                                workers=workers, task_options=task_options, similarity=phash.hamming_similarity(hashes))
+    return distributed_clusters(
+        split_rows(hashes, workers=workers),
+        sign,
+        threshold,
+        target_recall=target_recall,
+        skip_empty=False,
+        workers=workers,
+        task_options=task_options,
+        similarity=phash.hamming_similarity(hashes),
+    )
 
 
 def has_dedup_seam() -> bool:
@@ -307,13 +326,24 @@ def ray_dedup(barrier: Any, workers: int | None = None, task_options: dict[str, 
     class RayDedup(type(barrier)):  # a subclass of the configured step, so every decision stays the step's own
         def text_clusters(self, texts: Sequence[str]) -> Clusters:
             p = self.params
-            return text_clusters(texts, p.threshold, p.num_perm, p.seed, p.ngram, self.norm(), p.target_recall, p.verify,
-                                 workers=workers, task_options=task_options)
+            return text_clusters(
+                texts,
+                p.threshold,
+                p.num_perm,
+                p.seed,
+                p.ngram,
+                self.norm(),
+                p.target_recall,
+                p.verify,
+                workers=workers,
+                task_options=task_options,
+            )
 
         def image_clusters(self, images: Sequence[Any]) -> Clusters:
             p = self.params
-            return image_clusters(images, p.image_hash, p.image_max_bits, p.num_perm, p.seed, p.target_recall,
-                                  workers=workers, task_options=task_options)
+            return image_clusters(
+                images, p.image_hash, p.image_max_bits, p.num_perm, p.seed, p.target_recall, workers=workers, task_options=task_options
+            )
 
     if not isinstance(barrier, Dedup):
         raise ConfigError(f"step {barrier.name!r} is not a dedup step.")
@@ -329,7 +359,9 @@ def run_dedup_barrier(run: Any, segment: int, workers: int | None = None, runtim
 
     seg = run.segments[segment]
     if not has_dedup_seam():
-        logging.getLogger(__name__).warning("dedup step %r has no text_clusters/image_clusters seam: running it on the driver", seg.barrier.name)
+        logging.getLogger(__name__).warning(
+            "dedup step %r has no text_clusters/image_clusters seam: running it on the driver", seg.barrier.name
+        )
         run.run_barrier(segment)
         return "driver"
     original = seg.barrier

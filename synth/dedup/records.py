@@ -28,7 +28,9 @@ def read_records(path: Path) -> tuple[pa.Table, str]:
             return ds.data.table, "hf"
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not files:
-            raise InputError(f"{path} is a folder with no images and no saved dataset. Pass a .jsonl, .parquet, a save_to_disk folder or an image folder.")
+            raise InputError(
+                f"{path} is a folder with no images and no saved dataset. Pass a .jsonl, .parquet, a save_to_disk folder or an image folder."
+            )
         return pa.table({"id": [p.relative_to(path).as_posix() for p in files], "path": [str(p) for p in files]}), "images"
     if not path.is_file():
         raise InputError(f"input {str(path)!r} not found.")
@@ -50,8 +52,16 @@ def read_records(path: Path) -> tuple[pa.Table, str]:
     raise InputError(f"cannot read {str(path)!r}: expected .jsonl, .parquet, a save_to_disk folder or an image folder.")
 
 
-def dedup_table(table: pa.Table, field: str, id_field: str, threshold: float = 0.8, num_perm: int = 128, ngram: int = 5,
-                max_bits: int = 4, root: Path | None = None) -> tuple[pa.Table, dict[str, Any]]:
+def dedup_table(
+    table: pa.Table,
+    field: str,
+    id_field: str,
+    threshold: float = 0.8,
+    num_perm: int = 128,
+    ngram: int = 5,
+    max_bits: int = 4,
+    root: Path | None = None,
+) -> tuple[pa.Table, dict[str, Any]]:
     """Add ``dedup_cluster`` / ``duplicate_of`` (kept representative: smaller id; real first when
     an ``origin`` column says so). ``field`` is ``text`` (a text column name) or ``image`` (a
     column of image paths, or of HF image structs)."""
@@ -82,8 +92,16 @@ def dedup_table(table: pa.Table, field: str, id_field: str, threshold: float = 0
     for name, vals in zip(ADDED, (cluster, dup), strict=True):
         table = table.drop_columns([name]) if name in table.column_names else table
         table = table.append_column(name, pa.array(vals, pa.string()))
-    info.update(rows=len(ids), duplicates=sum(d is not None for d in dup), clusters=len({c for c in cluster if c}),
-                lsh={"bands": clusters.params.bands, "rows": clusters.params.rows, "recall_at_threshold": round(float(clusters.params.recall_at_threshold), 4)})
+    info.update(
+        rows=len(ids),
+        duplicates=sum(d is not None for d in dup),
+        clusters=len({c for c in cluster if c}),
+        lsh={
+            "bands": clusters.params.bands,
+            "rows": clusters.params.rows,
+            "recall_at_threshold": round(float(clusters.params.recall_at_threshold), 4),
+        },
+    )
     return table, info
 
 

@@ -39,12 +39,18 @@ log = logging.getLogger(__name__)
 
 
 class DedupParams(Params):
-    threshold: float = Field(0.8, gt=0, lt=1, description="text: Jaccard of word n-gram shingles at or above which two texts are near-duplicates")
+    threshold: float = Field(
+        0.8, gt=0, lt=1, description="text: Jaccard of word n-gram shingles at or above which two texts are near-duplicates"
+    )
     ngram: int = Field(5, ge=1, description="text: shingle size in words")
     num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations")
     seed: int = Field(1, description="MinHash permutation seed (datasketch affine32 scheme)")
-    target_recall: float = Field(0.95, gt=0, lt=1, description="LSH bands x rows are chosen so pairs AT the threshold are found with this probability")
-    verify: Literal["exact", "estimated"] = Field("exact", description="text: verify candidates by exact shingle Jaccard or by the MinHash estimate")
+    target_recall: float = Field(
+        0.95, gt=0, lt=1, description="LSH bands x rows are chosen so pairs AT the threshold are found with this probability"
+    )
+    verify: Literal["exact", "estimated"] = Field(
+        "exact", description="text: verify candidates by exact shingle Jaccard or by the MinHash estimate"
+    )
     lowercase: bool = True
     nfkc: bool = True
     strip_punctuation: bool = True
@@ -55,7 +61,9 @@ class DedupParams(Params):
     against_real: bool = True
     against_eval: bool = True
     quality_score: str | None = Field(None, description="score name (from a filter that ran before dedup) preferred by the keep policy")
-    reference: list[str] = Field(default_factory=list, description="run dirs (or manifests) of earlier runs: their kept rows are matched too")
+    reference: list[str] = Field(
+        default_factory=list, description="run dirs (or manifests) of earlier runs: their kept rows are matched too"
+    )
 
 
 @register("dedup")
@@ -93,9 +101,15 @@ class Dedup(Barrier):
             overlap["pairs"] += rep_report.pop("train_eval_pairs")
             overlap["examples"] += rep_report.pop("train_eval_examples")
         for key in ("exact_duplicate", "near_duplicate", "near_copy_of_real", "eval_leak", "in_reference"):
-            ctx.count(self.name, f"dropped_{key}", sum(r == f"dedup:{key}" for r in reason) - sum(r == f"dedup:{key}" for r in table.column("reject_reason").to_pylist()))
+            ctx.count(
+                self.name,
+                f"dropped_{key}",
+                sum(r == f"dedup:{key}" for r in reason) - sum(r == f"dedup:{key}" for r in table.column("reject_reason").to_pylist()),
+            )
         if report["real_train_eval_overlap"]["pairs"]:
-            log.warning("dedup: %d real train/eval pairs are near-duplicates (reported, not dropped)", report["real_train_eval_overlap"]["pairs"])
+            log.warning(
+                "dedup: %d real train/eval pairs are near-duplicates (reported, not dropped)", report["real_train_eval_overlap"]["pairs"]
+            )
         ctx.extra.setdefault("dedup", {})[self.name] = report
         cols = {"status": status, "reject_reason": reason, "dedup_cluster": cluster, "duplicate_of": dup_of}
         for name, values in cols.items():
@@ -121,7 +135,9 @@ class Dedup(Barrier):
                 t = read_manifest(ref)
             except InputError as e:
                 raise InputError(f"dedup.reference: {e}") from None
-            mask = [m == modality and s == "kept" for m, s in zip(t.column("modality").to_pylist(), t.column("status").to_pylist(), strict=True)]
+            mask = [
+                m == modality and s == "kept" for m, s in zip(t.column("modality").to_pylist(), t.column("status").to_pylist(), strict=True)
+            ]
             root = Path(ref) if Path(ref).is_dir() else Path(ref).parent
             tables.append((t.filter(pa.array(mask)), root))
         if not tables:
@@ -150,7 +166,11 @@ class Dedup(Barrier):
         for i in range(n):
             if kind[i] != "synthetic":
                 continue
-            for want, ok, why in (("eval", p.against_eval, "eval_leak"), ("train", p.against_real, "near_copy_of_real"), ("ref", True, "in_reference")):
+            for want, ok, why in (
+                ("eval", p.against_eval, "eval_leak"),
+                ("train", p.against_real, "near_copy_of_real"),
+                ("ref", True, "in_reference"),
+            ):
                 target = best(i, want) if ok else None
                 if target is not None:
                     decisions[i] = ("rejected", f"dedup:{why}", None, target)
@@ -160,8 +180,14 @@ class Dedup(Barrier):
         # within synthetic: components over synthetic-synthetic edges of the rows still in play
         from synth.dedup.lsh import choose_representatives, connected_components
 
-        syn_edges = np.array([(a, b) for a, b in edges.tolist() if a < n and b < n and kind[a] == kind[b] == "synthetic"
-                              and a not in rejected and b not in rejected and p.within_synthetic], dtype=np.int64).reshape(-1, 2)
+        syn_edges = np.array(
+            [
+                (a, b)
+                for a, b in edges.tolist()
+                if a < n and b < n and kind[a] == kind[b] == "synthetic" and a not in rejected and b not in rejected and p.within_synthetic
+            ],
+            dtype=np.int64,
+        ).reshape(-1, 2)
         labels = connected_components(n, syn_edges)
         reps = choose_representatives(labels, rows.ids, quality=rows.quality)
         for i in range(n):
@@ -181,9 +207,15 @@ class Dedup(Barrier):
                 decisions[i] = (st, rs, rows.ids[int(comp_rep[i])], du)
         train_eval = [(rows.ids[a], rows.ids[b]) for a, b in inner.tolist() if {kind[a], kind[b]} == {"train", "eval"}]
         return {rows.index[i]: d for i, d in decisions.items()}, {
-            "rows": n, "reference_rows": all_rows.n - n, "distinct_contents": lsh_info["distinct"],
-            "lsh": lsh_info["lsh"], "candidate_pairs": lsh_info["candidates"], "matched_pairs": int(len(edges)),
-            "rejected": dict(sorted(counts.items())), "train_eval_pairs": len(train_eval), "train_eval_examples": train_eval[:5],
+            "rows": n,
+            "reference_rows": all_rows.n - n,
+            "distinct_contents": lsh_info["distinct"],
+            "lsh": lsh_info["lsh"],
+            "candidate_pairs": lsh_info["candidates"],
+            "matched_pairs": int(len(edges)),
+            "rejected": dict(sorted(counts.items())),
+            "train_eval_pairs": len(train_eval),
+            "train_eval_examples": train_eval[:5],
         }
 
     def _edges(self, rows: _Rows) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -203,7 +235,12 @@ class Dedup(Barrier):
         arr = np.array([(a, b) for a, b, _ in all_edges], dtype=np.int64).reshape(-1, 2)
         sims = np.array([s for _, _, s in all_edges], dtype=np.float64)
         prm = clusters.params
-        info = {"bands": prm.bands, "rows": prm.rows, "threshold": prm.threshold, "recall_at_threshold": round(float(prm.recall_at_threshold), 4)}
+        info = {
+            "bands": prm.bands,
+            "rows": prm.rows,
+            "threshold": prm.threshold,
+            "recall_at_threshold": round(float(prm.recall_at_threshold), 4),
+        }
         return arr, sims, {"distinct": int(len(uniq)), "lsh": info, "candidates": int(clusters.n_candidates)}
 
     # -- clustering (the seam the Ray executor overrides: same inputs, same Clusters, run on a cluster) --
@@ -238,26 +275,59 @@ class _Rows:
 
     @classmethod
     def from_table(cls, table: pa.Table, modality: str, ctx: Context, p: DedupParams, reference: bool = False) -> _Rows:
-        cols = {c: table.column(c).to_pylist() for c in ("id", "modality", "origin", "split", "status", "reject_reason", "content_sha256", "text", "path", "scores")}
-        idx = [i for i in range(table.num_rows) if cols["modality"][i] == modality and cols["status"][i] == "kept"
-               and (cols["text"][i] if modality == "text" else cols["path"][i]) is not None]
+        cols = {
+            c: table.column(c).to_pylist()
+            for c in ("id", "modality", "origin", "split", "status", "reject_reason", "content_sha256", "text", "path", "scores")
+        }
+        idx = [
+            i
+            for i in range(table.num_rows)
+            if cols["modality"][i] == modality
+            and cols["status"][i] == "kept"
+            and (cols["text"][i] if modality == "text" else cols["path"][i]) is not None
+        ]
         idx.sort(key=lambda i: cols["id"][i])
-        kind = ["ref" if reference else ("synthetic" if cols["origin"][i] == "synthetic" else ("eval" if cols["split"][i] == "eval" else "train")) for i in idx]
+        kind = [
+            "ref"
+            if reference
+            else ("synthetic" if cols["origin"][i] == "synthetic" else ("eval" if cols["split"][i] == "eval" else "train"))
+            for i in idx
+        ]
         if modality == "text":
             payload = [cols["text"][i] for i in idx]
         else:
             payload = [_load_gray(ctx.run_dir, cols["path"][i]) for i in idx]
-        quality = np.array([json.loads(cols["scores"][i] or "{}").get(p.quality_score, np.nan) if p.quality_score else np.nan for i in idx], dtype=np.float64)
+        quality = np.array(
+            [json.loads(cols["scores"][i] or "{}").get(p.quality_score, np.nan) if p.quality_score else np.nan for i in idx],
+            dtype=np.float64,
+        )
         ids = [("ref:" if reference else "") + cols["id"][i] for i in idx] if reference else [cols["id"][i] for i in idx]
-        return cls(modality, idx, ids, kind, [cols["content_sha256"][i] or f"nohash-{cols['id'][i]}" for i in idx], payload, quality,
-                   [cols["status"][i] for i in idx], [cols["reject_reason"][i] for i in idx])
+        return cls(
+            modality,
+            idx,
+            ids,
+            kind,
+            [cols["content_sha256"][i] or f"nohash-{cols['id'][i]}" for i in idx],
+            payload,
+            quality,
+            [cols["status"][i] for i in idx],
+            [cols["reject_reason"][i] for i in idx],
+        )
 
     @classmethod
     def concat(cls, parts: list[_Rows]) -> _Rows:
         first = parts[0]
-        return cls(first.modality, sum((r.index for r in parts), []), sum((r.ids for r in parts), []), sum((r.kind for r in parts), []),
-                   sum((r.sha for r in parts), []), sum((r.payload for r in parts), []), np.concatenate([r.quality for r in parts]),
-                   sum((r.status for r in parts), []), sum((r.reason for r in parts), []))
+        return cls(
+            first.modality,
+            sum((r.index for r in parts), []),
+            sum((r.ids for r in parts), []),
+            sum((r.kind for r in parts), []),
+            sum((r.sha for r in parts), []),
+            sum((r.payload for r in parts), []),
+            np.concatenate([r.quality for r in parts]),
+            sum((r.status for r in parts), []),
+            sum((r.reason for r in parts), []),
+        )
 
 
 def _load_gray(root: Path, rel: str) -> np.ndarray:

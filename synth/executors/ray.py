@@ -148,12 +148,20 @@ class RayExecutor:
         if ray.is_initialized():
             return False
         if self.address is None:
-            ray.init(address="local", num_cpus=self.num_cpus, object_store_memory=self.object_store_memory,
-                     include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+            ray.init(
+                address="local",
+                num_cpus=self.num_cpus,
+                object_store_memory=self.object_store_memory,
+                include_dashboard=False,
+                log_to_driver=False,
+                ignore_reinit_error=True,
+            )
             self._inherit_env = True
             return True
-        hint = ("Start one with `ray start --head`, then pass --address auto (same machine), HOST:6379, or ray://HOST:10001; "
-                "omit --address to start a local instance.")
+        hint = (
+            "Start one with `ray start --head`, then pass --address auto (same machine), HOST:6379, or ray://HOST:10001; "
+            "omit --address to start a local instance."
+        )
         unreachable = _unreachable(self.address)
         if unreachable:  # ray.init would retry for minutes
             raise ConfigError(f"--address {self.address!r}: no Ray cluster answers there ({unreachable}). {hint}")
@@ -230,8 +238,14 @@ class RayExecutor:
             raise
         self._release(actors)
         report["seconds"] = round(time.perf_counter() - t0, 3)
-        log.info("segment %d: %d shards on %d actors in %.1fs, %d already done",
-                 seg.index, len(todo), n, report["seconds"], report["shards_done_before"])
+        log.info(
+            "segment %d: %d shards on %d actors in %.1fs, %d already done",
+            seg.index,
+            len(todo),
+            n,
+            report["seconds"],
+            report["shards_done_before"],
+        )
 
     def _dispatch(self, actors: list[Any], segment: int, todo: list[int]):
         """Hand shards to idle actors, one in flight per actor; yield each result as it finishes."""

@@ -111,7 +111,9 @@ def reference_rows(reference: str | Path | None, ctx: Context | None, modality: 
             cands = [path / "state" / "sources.parquet", path / "manifest.parquet"]
             found = [p for p in cands if p.exists()]
             if not found:
-                raise InputError(f"reference {str(path)!r} is a folder without state/sources.parquet or manifest.parquet; pass a run dir or a file.")
+                raise InputError(
+                    f"reference {str(path)!r} is a folder without state/sources.parquet or manifest.parquet; pass a run dir or a file."
+                )
             root, path = path, found[0]
         elif not path.exists():
             raise InputError(f"reference {str(path)!r} does not exist; pass a run dir, a manifest .parquet or a .jsonl with text/label.")
@@ -140,8 +142,16 @@ def _jsonl_rows(path: Path) -> list[Sample]:
             raise InputError(f"{path}:{i + 1}: not valid JSON ({e.msg}).") from None
         if "text" not in r or "label" not in r:
             raise InputError(f"{path}:{i + 1}: a reference .jsonl row needs 'text' and 'label' fields.")
-        out.append(Sample(id=str(r.get("id", f"ref-{i}")), modality="text", origin="real", label=str(r["label"]),
-                          split=str(r.get("split", "train")), text=str(r["text"])))
+        out.append(
+            Sample(
+                id=str(r.get("id", f"ref-{i}")),
+                modality="text",
+                origin="real",
+                label=str(r["label"]),
+                split=str(r.get("split", "train")),
+                text=str(r["text"]),
+            )
+        )
     return out
 
 

@@ -18,7 +18,9 @@ from synth.steps import Context, Params, Resources
 
 class ClipScoreParams(Params):
     model: str = Field(description="CLIP folder (save_pretrained, safetensors) or Hub id, e.g. openai/clip-vit-base-patch32")
-    text_template: str | None = Field(None, description="text to compare with when a sample has no prompt, e.g. 'a photo of the digit {label}'")
+    text_template: str | None = Field(
+        None, description="text to compare with when a sample has no prompt, e.g. 'a photo of the digit {label}'"
+    )
     use_prompt: bool = Field(True, description="compare with the sample's prompt when it has one")
     min_score: float | None = Field(20.0, ge=0, le=100, description="reject images whose CLIPScore is below this")
     batch_size: int = Field(32, ge=1, description="images per forward pass")

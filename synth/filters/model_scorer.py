@@ -72,7 +72,9 @@ class ModelScorer(QualityFilter):
         names = {str(v): int(k) for k, v in self._model.config.id2label.items()}
         missing = [lab for lab in p.labels if lab not in names]
         if missing:
-            raise ConfigError(f"step {self.name!r}: labels {missing} are not labels of {p.model!r}. Valid options: {', '.join(sorted(names))}.")
+            raise ConfigError(
+                f"step {self.name!r}: labels {missing} are not labels of {p.model!r}. Valid options: {', '.join(sorted(names))}."
+            )
         self._idx = [names[lab] for lab in p.labels]
         self._multi = getattr(self._model.config, "problem_type", None) == "multi_label_classification"
         self.record_model(ctx, p.model, model_revision(p.model, self._model))

@@ -25,7 +25,9 @@ class PerplexityParams(Params):
     model: str = Field(description="causal LM folder (save_pretrained, safetensors) or Hub id")
     max_perplexity: float | None = Field(None, gt=0, description="reject texts the model finds less likely than this (None: score only)")
     min_perplexity: float | None = Field(None, gt=0, description="reject suspiciously likely texts (memorised, degenerate loops)")
-    prefix: str = Field("", description="conditioning text before each sample, not scored; {label} is replaced (e.g. the LM's prompt format)")
+    prefix: str = Field(
+        "", description="conditioning text before each sample, not scored; {label} is replaced (e.g. the LM's prompt format)"
+    )
     text_template: str = Field("{text}", description="the scored part; {text} is replaced (e.g. ' {text}' after a prefix ending in ':')")
     batch_size: int = Field(16, ge=1, description="texts per forward pass")
     max_length: int = Field(256, ge=2, description="tokens scored per text (longer texts are truncated)")
@@ -57,8 +59,10 @@ class Perplexity(QualityFilter):
     decision_params: ClassVar[frozenset[str]] = frozenset({"max_perplexity", "min_perplexity"})
 
     def rules(self) -> list[Rule]:
-        return [Rule("perplexity", "<=", self.params.max_perplexity, "high_perplexity"),
-                Rule("perplexity", ">=", self.params.min_perplexity, "low_perplexity")]
+        return [
+            Rule("perplexity", "<=", self.params.max_perplexity, "high_perplexity"),
+            Rule("perplexity", ">=", self.params.min_perplexity, "low_perplexity"),
+        ]
 
     def setup(self, ctx: Context) -> None:
         from synth.embeddings import _torch, load_pretrained, model_revision
@@ -73,8 +77,13 @@ class Perplexity(QualityFilter):
 
             raise ConfigError(f"step {self.name!r}: dtype {p.dtype!r} is not a torch dtype. Valid options: float32, float16, bfloat16.")
         self._tok = load_pretrained(AutoTokenizer, p.model, "a tokenizer")
-        self._lm = load_pretrained(AutoModelForCausalLM, p.model, "a causal language model", use_safetensors=True,
-                                   trust_remote_code=False, dtype=dtype).to(p.device).eval()
+        self._lm = (
+            load_pretrained(
+                AutoModelForCausalLM, p.model, "a causal language model", use_safetensors=True, trust_remote_code=False, dtype=dtype
+            )
+            .to(p.device)
+            .eval()
+        )
         self.record_model(ctx, p.model, model_revision(p.model, self._lm))
 
     def teardown(self) -> None:

@@ -47,20 +47,30 @@ class TextQualityParams(Params):
     max_words: int | None = Field(2_000, ge=1, description="reject texts with more words")
     max_dup_segment_frac: float | None = Field(0.3, ge=0, le=1, description="max share of lines/sentences repeating an earlier one")
     max_top_ngram_frac: float | None = Field(0.2, ge=0, le=1, description="max share of characters in the most frequent repeated 2-4-gram")
-    top_ngram_min_count: int = Field(3, ge=1, description="a top n-gram counts from this many occurrences (scoring parameter; "
-                                     "3 lets a short message say a phrase twice)")
+    top_ngram_min_count: int = Field(
+        3, ge=1, description="a top n-gram counts from this many occurrences (scoring parameter; 3 lets a short message say a phrase twice)"
+    )
     max_dup_ngram_frac: float | None = Field(0.15, ge=0, le=1, description="max share of characters inside repeated word n-grams")
     dup_ngram: int = Field(5, ge=2, le=20, description="n of the repeated-n-gram score (scoring parameter)")
     min_alpha_frac: float | None = Field(0.6, ge=0, le=1, description="min share of alphabetic characters among non-space ones")
     max_symbol_frac: float | None = Field(0.1, ge=0, le=1, description="max share of symbol characters (not letters, digits, punctuation)")
     max_refusals: int | None = Field(0, ge=0, description="max refusal patterns matched ('as an AI language model', 'I cannot help')")
-    max_boilerplate: int | None = Field(0, ge=0, description="max boilerplate patterns matched ('Sure, here is an example', 'intent: x', special tokens)")
-    extra_refusal_patterns: list[str] = Field(default_factory=list, description="more case-insensitive regexes counted as refusals (scoring parameter)")
-    extra_boilerplate_patterns: list[str] = Field(default_factory=list, description="more case-insensitive regexes counted as boilerplate (scoring parameter)")
+    max_boilerplate: int | None = Field(
+        0, ge=0, description="max boilerplate patterns matched ('Sure, here is an example', 'intent: x', special tokens)"
+    )
+    extra_refusal_patterns: list[str] = Field(
+        default_factory=list, description="more case-insensitive regexes counted as refusals (scoring parameter)"
+    )
+    extra_boilerplate_patterns: list[str] = Field(
+        default_factory=list, description="more case-insensitive regexes counted as boilerplate (scoring parameter)"
+    )
     max_copy_frac: float | None = Field(0.8, ge=0, le=1, description="max word-3-gram containment with the prompt or a few-shot example")
     copy_ngram: int = Field(3, ge=1, le=10, description="n of the copy score (scoring parameter)")
-    few_shot_keys: list[str] = Field(default_factory=list, description="params keys holding more texts not to copy (strings or {text: ...} "
-                                     "items); the llm generator renders its shots into `prompt`, which is always compared")
+    few_shot_keys: list[str] = Field(
+        default_factory=list,
+        description="params keys holding more texts not to copy (strings or {text: ...} "
+        "items); the llm generator renders its shots into `prompt`, which is always compared",
+    )
 
 
 @register("text_quality")
@@ -83,8 +93,21 @@ class TextQuality(QualityFilter):
     default_resources: ClassVar[Resources] = Resources(cpus=1)
     batch_size: ClassVar[int] = 256
     decision_params: ClassVar[frozenset[str]] = frozenset(
-        {"min_chars", "max_chars", "min_words", "max_words", "max_dup_segment_frac", "max_top_ngram_frac", "max_dup_ngram_frac",
-         "min_alpha_frac", "max_symbol_frac", "max_refusals", "max_boilerplate", "max_copy_frac"})
+        {
+            "min_chars",
+            "max_chars",
+            "min_words",
+            "max_words",
+            "max_dup_segment_frac",
+            "max_top_ngram_frac",
+            "max_dup_ngram_frac",
+            "min_alpha_frac",
+            "max_symbol_frac",
+            "max_refusals",
+            "max_boilerplate",
+            "max_copy_frac",
+        }
+    )
 
     @cached_property
     def _patterns(self) -> tuple[list[re.Pattern[str]], list[re.Pattern[str]]]:
@@ -100,8 +123,10 @@ class TextQuality(QualityFilter):
             return out
 
         p = self.params
-        return (comp(REFUSAL_PATTERNS + p.extra_refusal_patterns, "extra_refusal_patterns"),
-                comp(BOILERPLATE_PATTERNS + p.extra_boilerplate_patterns, "extra_boilerplate_patterns"))
+        return (
+            comp(REFUSAL_PATTERNS + p.extra_refusal_patterns, "extra_refusal_patterns"),
+            comp(BOILERPLATE_PATTERNS + p.extra_boilerplate_patterns, "extra_boilerplate_patterns"),
+        )
 
     def setup(self, ctx: Context) -> None:
         self._patterns  # noqa: B018 - compile early so a bad regex fails before any work

@@ -35,7 +35,6 @@ class RealSource(Source):
     Params: ClassVar[type[SourceParams]] = SourceParams
     resplit: ClassVar[bool] = True  # False where the source applies eval_fraction itself
 
-
     def rows(self, ctx: Context) -> Iterator[tuple[Sample, bytes | None]]:
         raise NotImplementedError
 

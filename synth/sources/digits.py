@@ -38,6 +38,7 @@ class DigitsSource(RealSource):
         images, labels, is_eval = digits_split(p.eval_fraction or 0.0, p.split_seed)
         for i, (img, lab, ev) in enumerate(zip(images, labels, is_eval, strict=True)):
             sid = f"{self.name}-{i:05d}"
-            s = Sample(id=sid, modality="image", origin="real", label=str(int(lab)), split="eval" if ev else "train",
-                       uri=f"sklearn://digits/{i}")
+            s = Sample(
+                id=sid, modality="image", origin="real", label=str(int(lab)), split="eval" if ev else "train", uri=f"sklearn://digits/{i}"
+            )
             yield s, png_bytes(Image.fromarray(img, mode="L"))

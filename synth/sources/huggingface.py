@@ -19,7 +19,9 @@ class HFParams(SourceParams):
     path: str = Field(description="a save_to_disk folder, or a dataset name / local loading script for load_dataset")
     config: str | None = Field(None, description="dataset configuration name (load_dataset only)")
     revision: str | None = None
-    splits: dict[str, str] = Field(default_factory=lambda: {"train": "train"}, description="dataset split -> synth split, e.g. {train: train, test: eval}")
+    splits: dict[str, str] = Field(
+        default_factory=lambda: {"train": "train"}, description="dataset split -> synth split, e.g. {train: train, test: eval}"
+    )
     image_column: str | None = None
     text_column: str | None = None
     label_column: str | None = "label"
@@ -67,7 +69,9 @@ class HFDatasetSource(RealSource):
             cols = list(ds.column_names)
             missing = [c for c in (p.image_column, p.text_column, p.label_column, p.id_column) if c and c not in cols]
             if missing:
-                raise InputError(f"source {self.name!r}: column(s) {', '.join(map(repr, missing))} not in the dataset. Available columns: {', '.join(cols)}.")
+                raise InputError(
+                    f"source {self.name!r}: column(s) {', '.join(map(repr, missing))} not in the dataset. Available columns: {', '.join(cols)}."
+                )
             names = None
             if p.label_column and isinstance(ds.features[p.label_column], datasets.ClassLabel):
                 names = ds.features[p.label_column].names
@@ -80,8 +84,14 @@ class HFDatasetSource(RealSource):
                 label = rec.get(p.label_column) if p.label_column else None
                 if names is not None and label is not None:
                     label = names[label]
-                s = Sample(id=sid, modality="image" if p.image_column else "text", origin="real",
-                           label=None if label is None else str(label), split=split, uri=f"{base}/{i}")
+                s = Sample(
+                    id=sid,
+                    modality="image" if p.image_column else "text",
+                    origin="real",
+                    label=None if label is None else str(label),
+                    split=split,
+                    uri=f"{base}/{i}",
+                )
                 data = None
                 if p.image_column:
                     img = rec[p.image_column] or {}

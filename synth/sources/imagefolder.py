@@ -50,6 +50,7 @@ class ImageFolderSource(RealSource):
                         continue
                     rel_src = f.relative_to(root).as_posix()
                     sid = f"{self.name}-{sha256_text(rel_src)[:12]}"
-                    s = Sample(id=sid, modality="image", origin="real", label=cls_dir.name, split=split,
-                               path=rel_src, uri=f.resolve().as_uri())
+                    s = Sample(
+                        id=sid, modality="image", origin="real", label=cls_dir.name, split=split, path=rel_src, uri=f.resolve().as_uri()
+                    )
                     yield s, f.read_bytes()

@@ -103,8 +103,15 @@ class TextFileSource(RealSource):
                 continue
             text = rec.get(p.text_column)
             label = rec.get(p.label_column) if p.label_column else None
-            s = Sample(id=sid, modality="text", origin="real", label=None if label is None else str(label), split=split,
-                       text=text if isinstance(text, str) else None, uri=uri)
+            s = Sample(
+                id=sid,
+                modality="text",
+                origin="real",
+                label=None if label is None else str(label),
+                split=split,
+                text=text if isinstance(text, str) else None,
+                uri=uri,
+            )
             if not s.text or not s.text.strip():
                 s.text = None
                 s.reject("source:missing_text")

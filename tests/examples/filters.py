@@ -53,11 +53,26 @@ def tiny_clip() -> str:
 
         tok = _tokenizer()
         cfg = CLIPConfig(
-            text_config={"vocab_size": len(tok), "hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2,
-                         "max_position_embeddings": 77, "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
-                         "pad_token_id": tok.pad_token_id},
-            vision_config={"image_size": 32, "patch_size": 8, "hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4,
-                           "num_hidden_layers": 2, "num_channels": 3},
+            text_config={
+                "vocab_size": len(tok),
+                "hidden_size": 32,
+                "intermediate_size": 37,
+                "num_attention_heads": 4,
+                "num_hidden_layers": 2,
+                "max_position_embeddings": 77,
+                "bos_token_id": tok.bos_token_id,
+                "eos_token_id": tok.eos_token_id,
+                "pad_token_id": tok.pad_token_id,
+            },
+            vision_config={
+                "image_size": 32,
+                "patch_size": 8,
+                "hidden_size": 32,
+                "intermediate_size": 37,
+                "num_attention_heads": 4,
+                "num_hidden_layers": 2,
+                "num_channels": 3,
+            },
             projection_dim=16,
         )
         CLIPModel(cfg).eval().save_pretrained(out)
@@ -76,8 +91,17 @@ def tiny_gpt2(train_text: str = "a photo of the digit seven", steps: int = 15) -
         from transformers import GPT2Config, GPT2LMHeadModel
 
         tok = _tokenizer()
-        model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=64,
-                                           bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id))
+        model = GPT2LMHeadModel(
+            GPT2Config(
+                vocab_size=len(tok),
+                n_embd=32,
+                n_layer=2,
+                n_head=2,
+                n_positions=64,
+                bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id,
+            )
+        )
         ids = torch.tensor([[tok.bos_token_id, *tok(train_text, add_special_tokens=False)["input_ids"]]])
         opt = torch.optim.Adam(model.parameters(), lr=3e-2)
         for _ in range(steps):
@@ -97,8 +121,17 @@ def tiny_vit_classifier() -> str:
     def build(out: Path) -> None:
         from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 
-        cfg = ViTConfig(image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
-                        num_labels=2, id2label={0: "sfw", 1: "nsfw"}, label2id={"sfw": 0, "nsfw": 1})
+        cfg = ViTConfig(
+            image_size=16,
+            patch_size=8,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=16,
+            num_labels=2,
+            id2label={0: "sfw", 1: "nsfw"},
+            label2id={"sfw": 0, "nsfw": 1},
+        )
         ViTForImageClassification(cfg).eval().save_pretrained(out)
         ViTImageProcessor(size={"height": 16, "width": 16}).save_pretrained(out)
 
@@ -112,9 +145,18 @@ def tiny_text_classifier() -> str:
         from transformers import BertConfig, BertForSequenceClassification
 
         tok = _tokenizer()
-        cfg = BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
-                         max_position_embeddings=80, pad_token_id=tok.pad_token_id, num_labels=2, id2label={0: "ok", 1: "toxic"},
-                         label2id={"ok": 0, "toxic": 1})
+        cfg = BertConfig(
+            vocab_size=len(tok),
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=16,
+            max_position_embeddings=80,
+            pad_token_id=tok.pad_token_id,
+            num_labels=2,
+            id2label={0: "ok", 1: "toxic"},
+            label2id={"ok": 0, "toxic": 1},
+        )
         BertForSequenceClassification(cfg).eval().save_pretrained(out)
         tok.save_pretrained(out)
 

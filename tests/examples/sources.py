@@ -20,8 +20,10 @@ def _folder(tmp_path):
 def _hf(tmp_path):
     import datasets
 
-    ds = datasets.Dataset.from_dict({"text": ["a b c", "d e f", "g h i", "j k l"], "label": [0, 1, 0, 1]},
-                                    features=datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}))
+    ds = datasets.Dataset.from_dict(
+        {"text": ["a b c", "d e f", "g h i", "j k l"], "label": [0, 1, 0, 1]},
+        features=datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}),
+    )
     ds.save_to_disk(str(tmp_path / "hf"))
     return {"path": str(tmp_path / "hf"), "text_column": "text"}
 
