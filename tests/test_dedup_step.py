@@ -95,6 +95,15 @@ def test_scopes_can_be_switched_off_and_quality_decides(tmp_path):
     assert got["syn-a3"].kept and got["syn-a"].duplicate_of == "syn-a3"
 
 
+def test_a_match_with_its_own_parent_is_not_a_memorised_copy(tmp_path):
+    rows = _text_rows()
+    rows[2].parent_id = "real-train"  # syn-copy is an augmentation of real-train
+    got, _ = _run(rows, tmp_path)
+    assert got["syn-copy"].kept and got["syn-copy"].dedup_cluster == "real-train"
+    got, _ = _run(rows, tmp_path / "strict", exempt_parent=False)
+    assert got["syn-copy"].reject_reason == "dedup:near_copy_of_real"
+
+
 def test_real_train_eval_overlap_is_reported_not_dropped(tmp_path):
     rows = [_t("r1", BASE, origin="real"), _t("r2", BASE + " thanks", origin="real", split="eval")]
     got, ctx = _run(rows, tmp_path)

@@ -60,6 +60,9 @@ class DedupParams(Params):
     within_synthetic: bool = True
     against_real: bool = True
     against_eval: bool = True
+    exempt_parent: bool = Field(
+        True, description="a synthetic sample matching its own parent (augmentation, img2img, paraphrase) is not a memorised copy; matches with other real rows still are"
+    )
     quality_score: str | None = Field(None, description="score name (from a filter that ran before dedup) preferred by the keep policy")
     reference: list[str] = Field(
         default_factory=list, description="run dirs (or manifests) of earlier runs: their kept rows are matched too"
@@ -159,7 +162,8 @@ class Dedup(Barrier):
         rejected: set[int] = set()
 
         def best(i: int, want: str) -> str | None:
-            cands = [(-s, all_rows.ids[j]) for j, s in adj[i] if kind[j] == want]
+            parent = rows.parent[i] if self.params.exempt_parent and want == "train" else None
+            cands = [(-s, all_rows.ids[j]) for j, s in adj[i] if kind[j] == want and all_rows.ids[j] != parent]
             return min(cands)[1] if cands else None
 
         p = self.params
@@ -265,9 +269,9 @@ class Dedup(Barrier):
 class _Rows:
     """The rows of one modality that take part: kept rows with a payload, sorted by id."""
 
-    def __init__(self, modality, index, ids, kind, sha, payload, quality, status, reason):
+    def __init__(self, modality, index, ids, kind, sha, payload, quality, status, reason, parent):
         self.modality, self.index, self.ids, self.kind, self.sha = modality, index, ids, kind, sha
-        self.payload, self.quality, self.status, self.reason = payload, quality, status, reason
+        self.payload, self.quality, self.status, self.reason, self.parent = payload, quality, status, reason, parent
 
     @property
     def n(self) -> int:
@@ -277,7 +281,7 @@ class _Rows:
     def from_table(cls, table: pa.Table, modality: str, ctx: Context, p: DedupParams, reference: bool = False) -> _Rows:
         cols = {
             c: table.column(c).to_pylist()
-            for c in ("id", "modality", "origin", "split", "status", "reject_reason", "content_sha256", "text", "path", "scores")
+            for c in ("id", "modality", "origin", "split", "status", "reject_reason", "content_sha256", "text", "path", "scores", "parent_id")
         }
         idx = [
             i
@@ -301,7 +305,7 @@ class _Rows:
             [json.loads(cols["scores"][i] or "{}").get(p.quality_score, np.nan) if p.quality_score else np.nan for i in idx],
             dtype=np.float64,
         )
-        ids = [("ref:" if reference else "") + cols["id"][i] for i in idx] if reference else [cols["id"][i] for i in idx]
+        ids = [("ref:" if reference else "") + cols["id"][i] for i in idx]
         return cls(
             modality,
             idx,
@@ -312,6 +316,7 @@ class _Rows:
             quality,
             [cols["status"][i] for i in idx],
             [cols["reject_reason"][i] for i in idx],
+            [cols["parent_id"][i] for i in idx],
         )
 
     @classmethod
@@ -327,6 +332,7 @@ class _Rows:
             np.concatenate([r.quality for r in parts]),
             sum((r.status for r in parts), []),
             sum((r.reason for r in parts), []),
+            sum((r.parent for r in parts), []),
         )
 
 
