@@ -62,17 +62,65 @@ def run(
     if address and executor != "ray":
         raise SynthError("--address only applies with --executor ray.")
     result = get_executor(executor, **options).run(p, run_dir, fresh=fresh)
+    _print_run_summary(p, run_dir, result)
+
+
+def _print_run_summary(p, run_dir: Path, result: dict) -> None:
+    """Counts, kept share per generator, the ablation table, and where every output is."""
+    import csv
+
     stats = json.loads((run_dir / "stats.json").read_text())
     m = stats["manifest"]
-    table = Table(title=f"run {p.name} ({stats['run_id']}) in {stats.get('wall_seconds') or 0:.1f}s")
-    for col in ("origin/status", "count"):
-        table.add_column(col)
+    table = Table("origin/status", "count", title=f"run {p.name} ({stats['run_id']}) in {stats.get('wall_seconds') or 0:.1f}s")
     for k, v in m["by_origin_status"].items():
         table.add_row(k, str(v))
     console.print(table)
-    for k, v in result.items():
-        if k not in ("rows",):
-            console.print(f"  {k}: {v if not isinstance(v, dict) else json.dumps(v, default=str)}")
+    from collections import Counter
+
+    from synth.manifest import read_manifest
+
+    cols = read_manifest(run_dir).select(["origin", "generator", "reject_reason"]).to_pylist()
+    counts: dict[str, Counter] = {}
+    for r in cols:
+        if r["origin"] == "synthetic":
+            counts.setdefault(r["generator"], Counter())[r["reject_reason"] or "kept"] += 1
+    gens = Table("generator", "generated", "kept", "rejected by reason", title="synthetic samples")
+    for gen, c in sorted(counts.items()):
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(c.items()) if k != "kept")
+        gens.add_row(gen, str(sum(c.values())), str(c.get("kept", 0)), reasons or "-")
+    if counts:
+        console.print(gens)
+    where = {"manifest": run_dir / "manifest.parquet", "stats": run_dir / "stats.json"}
+    for out in p.outputs:
+        r = result.get(out.name) or {}
+        if out.type_name == "report":
+            where["report"] = r.get("report")
+        elif out.type_name == "export":
+            where["export"] = r.get("dir")
+        elif out.type_name == "mix":
+            where["mixes"] = ", ".join(str(v.get("dir")) for v in r.values()) if isinstance(r, dict) and "dir" not in r else r.get("dir")
+        elif out.type_name == "ablate":
+            where["ablation table"] = r.get("summary")
+            where["ablation plot"] = r.get("plot")
+            summary = Path(r.get("summary") or "")
+            if summary.is_file():
+                with open(summary, newline="") as f:
+                    rows = [x for x in csv.DictReader(f) if x.get("metric") == "accuracy" and x.get("arm") == "synthetic"]
+                abl = Table(
+                    "modality", "real budget", "ratio", "accuracy (mean ± std)", "Δ vs ratio 0 [95% CI]", title="ablation (real eval split)"
+                )
+                for x in rows:
+                    delta = (
+                        ""
+                        if float(x["ratio"]) == 0
+                        else f"{float(x['delta_mean']):+.3f} [{float(x['delta_ci_low']):+.3f}, {float(x['delta_ci_high']):+.3f}]"
+                    )
+                    abl.add_row(x["modality"], x["real_budget"], x["ratio"], f"{float(x['mean']):.3f} ± {float(x['std']):.3f}", delta)
+                console.print(abl)
+    console.print("[bold]outputs[/bold]")
+    for k, v in where.items():
+        if v:
+            console.print(f"  {k}: {escape(str(v))}")
 
 
 @app.command()
