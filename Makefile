@@ -10,7 +10,7 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install quickstart smoke test test-all lint bench clean
+.PHONY: install install-ray quickstart smoke test test-all lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	touch $@
 
+# the test suite also runs the Ray executor on a local Ray instance
+$(VENV)/.installed-ray: $(VENV)/.installed
+	$(PY) -m pip install -q -e ".[$(EXTRAS),ray]"
+	touch $@
+
 install: $(VENV)/.installed
+install-ray: $(VENV)/.installed-ray
 
 quickstart: install
 	SYNTH_PROGRESS=1 $(VENV)/bin/synth run pipelines/quickstart.yaml --out runs/quickstart
@@ -27,10 +33,10 @@ quickstart: install
 smoke: install
 	$(VENV)/bin/synth run pipelines/smoke.yaml --out runs/smoke
 
-test: install
+test: install-ray
 	$(PY) -m pytest -q -m "not slow and not gpu and not network"
 
-test-all: install
+test-all: install-ray
 	$(PY) -m pytest -q
 
 lint: install

@@ -82,3 +82,14 @@ def test_shipped_pipelines_validate():
 
     for path in sorted(Path("pipelines").glob("*.yaml")):
         load_pipeline(path)
+
+
+def test_readme_example_pipeline_validates(tmp_path):
+    from pathlib import Path
+
+    readme = Path("README.md").read_text()
+    block = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    p = tmp_path / "readme.yaml"
+    p.write_text(block)
+    pipe = load_pipeline(p)
+    assert [s.type_name for s in pipe.steps][:2] == ["diffusion", "albumentations"]
