@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import math
 import os
@@ -282,6 +283,7 @@ def save(out: Path, unet, args, info: dict) -> None:
         "license_note": "Trained only on scikit-learn's digits (BSD-3-Clause, via scikit-learn; originally the "
         "UCI ML hand-written digits data set). Weights released under the same terms.",
         "weights_format": "safetensors",
+        "weights_sha256": hashlib.sha256((out / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()).hexdigest(),
     }
     (out / "synth_model.json").write_text(json.dumps(meta, indent=2) + "\n")
     (out / "README.md").write_text(render_card(meta))
@@ -330,7 +332,13 @@ def render_card(meta: dict) -> str:
                 f"| {r['steps']} | {r['guidance_scale'] or 1.0} | {r['label_consistency']:.1%} | "
                 f"{r['exact_copies_of_train']} | {r['median_nn_dist_to_train']:.3f} | {r['ms_per_image_batch100']:.1f} |"
             )
-        lines += ["", f"Timings: {ev['threads']} CPU threads; {ev.get('timing_note', '')}".rstrip(), ""]
+        lat = ", ".join(f"{v['ms_per_image']:.0f} ms at guidance {k}" for k, v in ev.get("batch1_latency", {}).items())
+        lines += [
+            "",
+            f"Timings: {ev['threads']} CPU threads, OMP_WAIT_POLICY=PASSIVE, 1-minute load average "
+            f"{ev.get('load_average_1min')} on a shared machine; one image at a time: {lat}.",
+            "",
+        ]
     lines += [
         "## Use",
         "",
