@@ -71,6 +71,7 @@ class Run:
         self._ready: set[str] = set()
         self._real: list[Sample] | None = None
         self._plans: dict[str, list] = {}
+        self._barrier_tables: dict[int, pa.Table] = {}  # read once per process, sliced per shard
 
     # ---- set-up and resume checks -------------------------------------------------------
     def prepare(self, fresh: bool = False) -> None:
@@ -161,7 +162,9 @@ class Run:
         world = self.pipeline.shards
         if segment == 0:
             return self.real_samples()[rank::world]
-        table = pq.read_table(self.barrier_path(segment - 1))
+        table = self._barrier_tables.get(segment - 1)
+        if table is None:
+            table = self._barrier_tables[segment - 1] = pq.read_table(self.barrier_path(segment - 1))
         return table_to_samples(table.take(list(range(rank, table.num_rows, world))))
 
     def run_shard(self, segment: int, rank: int) -> bool:

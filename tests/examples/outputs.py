@@ -75,39 +75,31 @@ def build_run(run_dir: Path, per_label: int = 4, synth_per_real: int = 2, text: 
     leak = next(s for s in reversed(samples) if s.origin == "synthetic" and s.kept)
     leak.reject("dedup:eval_leak")
     if text:
-        for label, texts in TEXTS.items():
-            for i, t in enumerate(texts):
+        from conftest import real_text_samples
+
+        for real_t in real_text_samples():
+            samples.append(real_t)
+            t, label = real_t.text, real_t.label
+            for j in range(synth_per_real):
+                st = f"{t} ({'please' if j else 'thanks'})"
                 samples.append(
                     Sample(
-                        id=f"txt-{label}-{i}",
+                        id=f"fake_llm-s0-{real_t.id.removeprefix('txt-')}-{j}",
                         modality="text",
-                        origin="real",
+                        origin="synthetic",
                         label=label,
                         split="train",
-                        text=t,
-                        content_sha256=sha256_text(t),
-                        uri=f"test://{label}/{i}",
+                        text=st,
+                        parent_id=real_t.id,
+                        generator="fake_llm",
+                        model="models/fake-lm",
+                        model_revision="sha256:lm",
+                        seed=j,
+                        prompt=f"paraphrase: {t}",
+                        content_sha256=sha256_text(st),
                     )
                 )
-                for j in range(synth_per_real):
-                    st = f"{t} ({'please' if j else 'thanks'})"
-                    samples.append(
-                        Sample(
-                            id=f"fake_llm-s0-{label}-{i}-{j}",
-                            modality="text",
-                            origin="synthetic",
-                            label=label,
-                            split="train",
-                            text=st,
-                            parent_id=f"txt-{label}-{i}",
-                            generator="fake_llm",
-                            model="models/fake-lm",
-                            model_revision="sha256:lm",
-                            seed=j,
-                            prompt=f"paraphrase: {t}",
-                            content_sha256=sha256_text(st),
-                        )
-                    )
+        for label in TEXTS:
             for i, t in enumerate(TEXT_EVAL[label]):
                 samples.append(
                     Sample(
